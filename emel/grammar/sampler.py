@@ -1,0 +1,339 @@
+"""The grammar sampler: sets the logit of every candidate that cannot continue the grammar to -inf.
+
+Follows llama.cpp src/llama-grammar.cpp (`llama_grammar_apply_impl`, `llama_grammar_accept_impl`)
+and src/llama-sampler.cpp (`llama_sampler_init_grammar`): end-of-generation tokens are allowed only
+when a stack is empty, empty pieces and pieces starting with NUL are rejected, pieces are decoded
+with the partial UTF-8 sequence left by the previous token, accepting a token the grammar cannot
+take raises (llama.cpp aborts).
+
+How it is fast: the vocabulary is decoded to code points once (`GrammarVocab`) into a trie, so
+tokens sharing a prefix are checked together. A grammar state (a set of stacks) is interned; code
+points are grouped into classes the grammar cannot tell apart, and the transitions state x class
+are filled lazily and reused across steps; the trie walk is a Numba kernel (`walk.py`). The mask of
+allowed tokens is cached per state. Results equal llama.cpp's per-stack candidate rejection, which
+`GrammarState.reject_candidates` ports literally and the tests compare against.
+
+Not supported: lazy grammars (trigger words / patterns / tokens).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from emel.errors import GrammarError
+from emel.grammar.matcher import (CHAR, CHAR_ALT, CHAR_NOT, CHAR_RNG_UPPER, DEAD, Grammar,
+                                  GrammarState, decode_utf8)
+from emel.grammar.parser import parse
+from emel.grammar.walk import UNKNOWN, grammar_trie_walk
+from emel.sampling.samplers import Sampler
+from emel.sampling.token_data import TokenDataArray
+
+_MAX_CACHED_MASKS = 256
+_MAX_STATES = 1 << 16
+_MISS_CAP = 1 << 16
+
+
+class GrammarVocab:
+    """The vocabulary as the grammar sees it: pieces decoded once, in a trie of code points.
+
+    pieces: `token_to_piece(id, special=True)` of every token; eog: end-of-generation token ids.
+    Build once per model and share it between grammar samplers.
+    """
+
+    def __init__(self, pieces: Sequence[bytes], eog: Iterable[int] = ()):
+        self.n_vocab = n = len(pieces)
+        self.pieces = [bytes(p) for p in pieces]
+        self.is_eog = np.zeros(n, np.bool_)
+        for t in eog:
+            if not 0 <= int(t) < n:
+                raise GrammarError(f"eog token {t} is outside the vocabulary of {n} tokens")
+            self.is_eog[int(t)] = True
+        self.eog_ids = np.flatnonzero(self.is_eog).astype(np.int32)
+        keys = []
+        partial_ids: dict[tuple[int, int], int] = {(0, 0): 0}
+        cont = []  # tokens whose piece starts with a UTF-8 continuation byte
+        for tid, piece in enumerate(self.pieces):
+            if self.is_eog[tid] or not piece or piece[0] == 0:
+                continue  # eog handled apart; empty / NUL pieces are always rejected
+            if 0x80 <= piece[0] < 0xC0:
+                cont.append(tid)
+            cps, partial = decode_utf8(piece)
+            if partial[1] < 0:
+                continue  # invalid UTF-8 start: rejected in every state without a partial
+            pid = partial_ids.setdefault(partial, len(partial_ids))
+            keys.append((tuple(cps), tid, pid))
+        self.cont_tokens = np.array(cont, np.int32)
+        self.partials = [p for p, _ in sorted(partial_ids.items(), key=lambda kv: kv[1])]
+        self._build_trie(keys)
+
+    def _build_trie(self, keys) -> None:
+        keys.sort()
+        alphabet = sorted({c for k, _, _ in keys for c in k})
+        alpha_of = {c: i for i, c in enumerate(alphabet)}
+        children: list[list[tuple[int, int]]] = [[]]  # node -> [(alpha, child)]
+        node_of_depth = [0]  # node path of the previous key
+        tok_lo = [0]
+        n_end = [0]
+        prev: tuple[int, ...] = ()
+        sorted_tok = []
+        sorted_pid = []
+        for j, (cps, tid, pid) in enumerate(keys):
+            lcp = 0
+            m = min(len(prev), len(cps))
+            while lcp < m and prev[lcp] == cps[lcp]:
+                lcp += 1
+            del node_of_depth[lcp + 1:]
+            for d in range(lcp, len(cps)):
+                node = len(children)
+                children.append([])
+                tok_lo.append(j)
+                n_end.append(0)
+                children[node_of_depth[d]].append((alpha_of[cps[d]], node))
+                node_of_depth.append(node)
+            n_end[node_of_depth[len(cps)]] += 1
+            sorted_tok.append(tid)
+            sorted_pid.append(pid)
+            prev = cps
+        n_nodes = len(children)
+        # subtree end: preorder ids, so a node's subtree ends where the next non-descendant begins
+        tok_hi = [len(keys)] * n_nodes
+        stack = [0]
+        order = []
+        while stack:  # iterative postorder over preorder ids
+            node = stack.pop()
+            order.append(node)
+            stack.extend(c for _, c in children[node])
+        for node in reversed(order):
+            hi = tok_lo[node] + n_end[node]
+            for _, c in children[node]:
+                hi = max(hi, tok_hi[c])
+            tok_hi[node] = hi
+        edges_alpha, edges_node, start, end = [], [], [], []
+        for node in range(n_nodes):
+            start.append(len(edges_alpha))
+            for a, c in children[node]:
+                edges_alpha.append(a)
+                edges_node.append(c)
+            end.append(len(edges_alpha))
+        i32 = np.int32
+        self.alphabet = np.array(alphabet, np.int64)
+        self.n_nodes = n_nodes
+        self.child_start = np.array(start, i32)
+        self.child_end = np.array(end, i32)
+        self.child_alpha = np.array(edges_alpha, i32)
+        self.child_node = np.array(edges_node, i32)
+        self.tok_lo = np.array(tok_lo, i32)
+        self.n_end = np.array(n_end, i32)
+        self.tok_hi = np.array(tok_hi, i32)
+        self.sorted_tok = np.array(sorted_tok, i32)
+        self.sorted_pid = np.array(sorted_pid, i32)
+
+
+class _Tables:
+    """Per (grammar, vocab) caches: char classes, state transitions, partial checks, masks."""
+
+    def __init__(self, grammar: Grammar, vocab: GrammarVocab):
+        self.g = grammar
+        self.v = vocab
+        bounds = {0}
+        types, values = grammar.types, grammar.values
+        for i, t in enumerate(types):
+            if t in (CHAR, CHAR_NOT, CHAR_ALT):
+                if types[i + 1] == CHAR_RNG_UPPER:
+                    bounds.update((values[i], values[i + 1] + 1))
+                else:
+                    bounds.update((values[i], values[i] + 1))
+        self.bounds = sorted(bounds)
+        cls = np.searchsorted(np.array(self.bounds, np.int64), vocab.alphabet, side="right") - 1
+        self.child_cls = cls.astype(np.int32)[vocab.child_alpha]
+        self.n_classes = len(self.bounds)
+        self.miss = [np.zeros(_MISS_CAP, np.int32) for _ in range(3)]
+        self.stack_node = np.zeros(vocab.n_nodes + 1, np.int32)
+        self.stack_state = np.zeros(vocab.n_nodes + 1, np.int32)
+        self._clear()
+
+    def _clear(self) -> None:
+        self.g.reset_states()
+        self.trans = np.full((64, self.n_classes), UNKNOWN, np.int32)
+        self.partial_ok = np.full((64, len(self.v.partials)), -1, np.int8)
+        self.st_tok_start = np.zeros(64, np.int32)
+        self.st_tok_end = np.zeros(64, np.int32)
+        self.tok_type: list[int] = []
+        self.tok_val: list[int] = []
+        self.tok_arrays = (np.zeros(1, np.int32), np.zeros(1, np.int32))
+        self.n_known = 0
+        self.masks: dict[int, np.ndarray] = {}
+
+    def state_id(self, stacks) -> int:
+        if len(self.g.state_stacks) > _MAX_STATES:
+            self._clear()
+        sid = self.g.intern(stacks)
+        self._sync()
+        return sid
+
+    def _sync(self) -> None:
+        """Give every interned state its table rows and token elements."""
+        n = len(self.g.state_stacks)
+        if n <= self.n_known:
+            return
+        cap = self.trans.shape[0]
+        if n > cap:
+            new_cap = max(n, 2 * cap)
+            trans = np.full((new_cap, self.n_classes), UNKNOWN, np.int32)
+            trans[:cap] = self.trans
+            pok = np.full((new_cap, self.partial_ok.shape[1]), -1, np.int8)
+            pok[:cap] = self.partial_ok
+            s0 = np.zeros(new_cap, np.int32)
+            s0[:cap] = self.st_tok_start
+            s1 = np.zeros(new_cap, np.int32)
+            s1[:cap] = self.st_tok_end
+            self.trans, self.partial_ok, self.st_tok_start, self.st_tok_end = trans, pok, s0, s1
+        changed = False
+        for sid in range(self.n_known, n):
+            self.st_tok_start[sid] = len(self.tok_type)
+            for t, v in self.g.state_token_elems(sid):
+                self.tok_type.append(t)
+                self.tok_val.append(v)
+                changed = True
+            self.st_tok_end[sid] = len(self.tok_type)
+        if changed:
+            self.tok_arrays = (np.array(self.tok_type, np.int32), np.array(self.tok_val, np.int32))
+        self.n_known = n
+
+    def mask(self, sid: int) -> np.ndarray:
+        """uint8[n_vocab]: 1 for the non-eog tokens allowed from state `sid` (no partial UTF-8)."""
+        cached = self.masks.get(sid)
+        if cached is not None:
+            return cached
+        v = self.v
+        allowed = np.zeros(v.n_vocab, np.uint8)
+        while True:
+            allowed[:] = 0
+            n_miss = grammar_trie_walk(
+                sid, v.child_start, v.child_end, self.child_cls, v.child_node, v.tok_lo, v.n_end,
+                v.tok_hi, v.sorted_tok, v.sorted_pid, self.trans, self.partial_ok,
+                self.st_tok_start, self.st_tok_end, self.tok_arrays[0], self.tok_arrays[1],
+                allowed, self.miss[0], self.miss[1], self.miss[2], self.stack_node, self.stack_state)
+            if n_miss == 0:
+                break
+            k = min(n_miss, _MISS_CAP)
+            for kind, st, key in set(zip(self.miss[0][:k].tolist(), self.miss[1][:k].tolist(),
+                                         self.miss[2][:k].tolist())):
+                if kind == 0:
+                    nxt = self.g.transition(st, self.bounds[key])
+                    self._sync()
+                    self.trans[st, key] = nxt if nxt != DEAD else DEAD
+                else:
+                    self.partial_ok[st, key] = 1 if self.g.end_ok(st, self.v.partials[key]) else 0
+        if len(self.masks) >= _MAX_CACHED_MASKS:
+            self.masks.pop(next(iter(self.masks)))
+        self.masks[sid] = allowed
+        return allowed
+
+
+class GrammarSampler(Sampler):
+    """llama_sampler_init_grammar: constrains candidates to continuations of a GBNF grammar.
+
+    grammar: GBNF text (or an already parsed `Grammar`); root: the start rule; vocab: a
+    `GrammarVocab` or the list of `token_to_piece(id, special=True)` bytes; eog: end-of-generation
+    ids (when vocab is a list). An empty grammar text gives a sampler that changes nothing, as
+    llama.cpp's.
+    """
+
+    name = "grammar"
+
+    def __init__(self, grammar: str | bytes | Grammar, root: str = "root",
+                 vocab: GrammarVocab | Sequence[bytes] | None = None, eog: Iterable[int] = (),
+                 tokenize=None):
+        if vocab is None:
+            raise GrammarError("the grammar sampler needs the vocabulary pieces")
+        self.vocab = vocab if isinstance(vocab, GrammarVocab) else GrammarVocab(vocab, eog)
+        if isinstance(grammar, Grammar):
+            self.grammar = grammar
+        elif not grammar:
+            self.grammar = None
+        else:
+            self.grammar = Grammar(parse(grammar, tokenize), root)
+        self._tables = _Tables(self.grammar, self.vocab) if self.grammar is not None else None
+        self.state = GrammarState(self.grammar) if self.grammar is not None else None
+        self.n_apply = 0
+        self.n_accept = 0
+        self.t_apply_s = 0.0
+        self.t_accept_s = 0.0
+
+    def apply(self, cur: TokenDataArray) -> None:
+        if self.grammar is None:
+            return
+        t0 = time.perf_counter()
+        n = cur.size
+        ids = cur.ids[:n]
+        if n and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab.n_vocab):
+            raise GrammarError(f"candidate token ids must be in [0, {self.vocab.n_vocab}), got "
+                               f"[{int(ids.min())}, {int(ids.max())}]")
+        allowed = self.allowed_mask()
+        logits = cur.logits[:n]
+        logits[allowed[ids] == 0] = -np.inf
+        self.n_apply += 1
+        self.t_apply_s += time.perf_counter() - t0
+
+    def allowed_mask(self) -> np.ndarray:
+        """uint8[n_vocab]: 1 for every token the grammar allows next (eog included)."""
+        st = self.state
+        tables = self._tables
+        sid = tables.state_id(st.stacks)
+        v = self.vocab
+        if st.partial[1] > 0:
+            allowed = np.zeros(v.n_vocab, np.uint8)
+            for tid in v.cont_tokens.tolist():
+                cps, partial = decode_utf8(v.pieces[tid], st.partial)
+                if self.grammar.token_accepted(sid, tid, cps, partial):
+                    allowed[tid] = 1
+            tables._sync()
+        else:
+            allowed = tables.mask(sid).copy()
+        allowed[v.eog_ids] = 1 if st.can_end() else 0
+        return allowed
+
+    def accept(self, token: int) -> None:
+        if self.grammar is None:
+            return
+        t0 = time.perf_counter()
+        token = int(token)
+        if not 0 <= token < self.vocab.n_vocab:
+            raise GrammarError(f"token {token} is outside the vocabulary of {self.vocab.n_vocab}")
+        if self.vocab.is_eog[token]:
+            if not self.state.can_end():
+                raise GrammarError(f"end-of-generation token {token} accepted before the grammar "
+                                   "can end")
+        else:
+            self.state.accept_token(token, self.vocab.pieces[token])
+        self.n_accept += 1
+        self.t_accept_s += time.perf_counter() - t0
+
+    def reset(self) -> None:
+        if self.grammar is not None:
+            self.state = GrammarState(self.grammar)
+
+    def clone(self) -> "GrammarSampler":
+        other = object.__new__(GrammarSampler)
+        other.__dict__.update(self.__dict__)
+        other.state = self.state.clone() if self.state is not None else None
+        return other
+
+    def perf(self) -> dict:
+        """Cost per token: mean apply and accept time in milliseconds."""
+        return {"n_apply": self.n_apply, "n_accept": self.n_accept,
+                "apply_ms": 1e3 * self.t_apply_s / max(self.n_apply, 1),
+                "accept_ms": 1e3 * self.t_accept_s / max(self.n_accept, 1)}
+
+
+def grammar_sampler(vocab: GrammarVocab | Sequence[bytes], grammar: str | bytes, root: str = "root",
+                    eog: Iterable[int] = ()) -> GrammarSampler:
+    """llama_sampler_init_grammar(vocab, grammar_str, grammar_root)."""
+    return GrammarSampler(grammar, root, vocab, eog)
+
+
+__all__ = ["GrammarSampler", "GrammarVocab", "grammar_sampler"]

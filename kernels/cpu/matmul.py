@@ -1,0 +1,318 @@
+"""Matrix times activations for GGML weights: out = W @ x, with llama.cpp's CPU numerics.
+
+Follows ggml_compute_forward_mul_mat (ggml/src/ggml-cpu/ggml-cpu.c): each activation row is first
+converted to the weight type's `vec_dot_type` (kernels.cpu.q8: Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for
+Q4_1/Q5_1, Q8_K for Q4_K/Q6_K, F16 for F16, BF16 for BF16, F32 for F32), then every output is the
+row dot product `ggml_vec_dot_<type>` of arch/x86/quants.c (AVX2 path): integer block dots, float
+scaling per block. For Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K the result is bit-identical to
+llama.cpp's vec_dot (proved against parity_fixtures/matmul). The weight is read in its GGUF block
+layout (no repack); several tokens reuse each weight row while it is in L1 (same numerics).
+
+Known differences from a llama.cpp run: on AVX2 machines llama.cpp repacks Q4_0, Q4_K and IQ4_NL
+weights (repack.cpp, `q4_K_8x8` gemv/gemm) and may route Q4_0/Q5_0/Q8_0/F16/F32 through
+llamafile's sgemm; those keep the same integer sums but add the float terms in another order
+(relative difference ~1e-6). F32/F16/BF16 dots accumulate in float32 with our own lane order.
+Other types (Q2_K, Q3_K, Q5_K, IQ*, TQ*, MXFP4, NVFP4) take a slower path: x is quantized to
+Q8_K (Q8_0 for IQ4_NL/MXFP4/NVFP4) exactly as llama.cpp does and turned back into float32 values
+d*q; each weight row is dequantized (kernels.cpu.quants.dequantize_row) and dotted with them in
+float32, so only the float rounding differs from llama.cpp's integer dots (~1e-6 relative).
+
+Python entry point (checked, raises ValueError):
+    matmul(w, ggml_type, n_rows, n_cols, x, out) -> out
+        w: uint8[n_rows * row_nbytes]; x: float32 (n_cols,) or (n_tokens, n_cols);
+        out: float32 (n_rows,) or (n_tokens, n_rows).
+
+njit entry points for compiled decode steps (no checks; 2-thread parallel over rows via prange):
+    act_nbytes(ggml_type, n_tokens, n_cols) -> int   bytes of the quantized activation scratch
+    has_fast_path(ggml_type) -> bool                 True for the types matmul_q handles
+    quantize_act(x, ggml_type, n_tokens, n_cols, xq) x: float32[n_tokens*n_cols] -> xq: uint8
+    matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out)
+        xq from quantize_act; out: float32[n_tokens * n_rows] (token-major: out[t*n_rows + r]).
+    matmul_dequant(w, ggml_type, n_rows, n_cols, x, n_tokens, out, buf)
+        the slow path; x: float32[n_tokens*n_cols]; buf: float32[n_threads * n_cols] scratch,
+        n_threads = numba.get_num_threads().
+"""
+
+import numpy as np
+from numba import get_num_threads, get_thread_id, njit, prange
+
+from kernels.cpu import simd, vec_dot
+from kernels.cpu.q8 import (
+    fp16_to_fp32,
+    quantize_row_bf16, quantize_row_f16, quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_K,
+)
+from kernels.cpu.quants import dequantize_row
+from kernels.cpu.quants_base import TYPE_TRAITS, row_nbytes, type_name
+
+# Kernels inline the intrinsics of kernels.cpu.simd, whose edits do not invalidate this module's
+# cache: changing the IR bumps simd.SIMD_VERSION, which forces an edit here.
+_SIMD_VERSION = 3
+assert simd.SIMD_VERSION == _SIMD_VERSION, "kernels.cpu.simd changed: update _SIMD_VERSION"
+
+GGML_TYPE_F32 = 0
+GGML_TYPE_F16 = 1
+GGML_TYPE_Q4_0 = 2
+GGML_TYPE_Q4_1 = 3
+GGML_TYPE_Q5_0 = 6
+GGML_TYPE_Q5_1 = 7
+GGML_TYPE_Q8_0 = 8
+GGML_TYPE_Q8_1 = 9
+GGML_TYPE_Q4_K = 12
+GGML_TYPE_Q6_K = 14
+GGML_TYPE_Q8_K = 15
+GGML_TYPE_BF16 = 30
+
+# weight type -> its vec_dot_type (ggml-cpu.c type_traits_cpu), for the fast-path types
+VEC_DOT_TYPE = {
+    GGML_TYPE_F32: GGML_TYPE_F32, GGML_TYPE_F16: GGML_TYPE_F16, GGML_TYPE_BF16: GGML_TYPE_BF16,
+    GGML_TYPE_Q4_0: GGML_TYPE_Q8_0, GGML_TYPE_Q5_0: GGML_TYPE_Q8_0, GGML_TYPE_Q8_0: GGML_TYPE_Q8_0,
+    GGML_TYPE_Q4_1: GGML_TYPE_Q8_1, GGML_TYPE_Q5_1: GGML_TYPE_Q8_1,
+    GGML_TYPE_Q4_K: GGML_TYPE_Q8_K, GGML_TYPE_Q6_K: GGML_TYPE_Q8_K,
+}
+FAST_TYPES = frozenset(VEC_DOT_TYPE)
+
+_ROWS_PER_CHUNK = 16   # rows per prange work item
+_TOKENS_PER_TILE = 32  # activation rows kept hot in L1/L2 while a weight row is reused
+
+if simd.HAS_AVX2:
+    _dot_q4_0, _dot_q4_1 = simd.dot_q4_0_q8_0, simd.dot_q4_1_q8_1
+    _dot_q5_0, _dot_q5_1 = simd.dot_q5_0_q8_0, simd.dot_q5_1_q8_1
+    _dot_q8_0, _dot_q4_k, _dot_q6_k = simd.dot_q8_0_q8_0, simd.dot_q4_k_q8_k, simd.dot_q6_k_q8_k
+    _dot_f32, _dot_f16, _dot_bf16 = simd.dot_f32_f32, simd.dot_f16_f16, simd.dot_bf16_bf16
+else:
+    _dot_q4_0, _dot_q4_1 = vec_dot.vec_dot_q4_0_q8_0, vec_dot.vec_dot_q4_1_q8_1
+    _dot_q5_0, _dot_q5_1 = vec_dot.vec_dot_q5_0_q8_0, vec_dot.vec_dot_q5_1_q8_1
+    _dot_q8_0, _dot_q4_k, _dot_q6_k = vec_dot.vec_dot_q8_0_q8_0, vec_dot.vec_dot_q4_k_q8_k, vec_dot.vec_dot_q6_k_q8_k
+    _dot_f32, _dot_f16, _dot_bf16 = vec_dot.vec_dot_f32_f32, vec_dot.vec_dot_f16_f16, vec_dot.vec_dot_bf16_bf16
+
+
+def matmul(w: np.ndarray, ggml_type: int, n_rows: int, n_cols: int, x: np.ndarray,
+           out: np.ndarray) -> np.ndarray:
+    """out = W @ x for a GGML weight W (n_rows x n_cols, row-major blocks in w); returns out.
+
+    x is float32 (n_cols,) or (n_tokens, n_cols); out is float32 (n_rows,) or (n_tokens, n_rows),
+    both C-contiguous. Raises ValueError for a bad type, dtype, layout or size.
+    """
+    ggml_type = int(ggml_type)
+    if ggml_type not in TYPE_TRAITS or ggml_type in (GGML_TYPE_Q8_1, GGML_TYPE_Q8_K):
+        raise ValueError(f"matmul: unsupported weight type {type_name(ggml_type)}")
+    n_rows, n_cols = int(n_rows), int(n_cols)
+    if n_rows < 0 or n_cols <= 0:
+        raise ValueError(f"matmul: bad shape n_rows={n_rows}, n_cols={n_cols}")
+    row_bytes = row_nbytes(ggml_type, n_cols)
+    _check(w, np.uint8, "w")
+    if w.size != n_rows * row_bytes:
+        raise ValueError(f"matmul {type_name(ggml_type)}: w holds {w.size} bytes, expected "
+                         f"{n_rows * row_bytes} for {n_rows} rows of {n_cols} columns")
+    _check(x, np.float32, "x")
+    _check(out, np.float32, "out")
+    if x.ndim == 1 and out.ndim == 1:
+        n_tokens = 1
+    elif x.ndim == 2 and out.ndim == 2:
+        n_tokens = x.shape[0]
+        if out.shape[0] != n_tokens:
+            raise ValueError(f"matmul: x has {n_tokens} rows but out has {out.shape[0]}")
+    else:
+        raise ValueError(f"matmul: x and out must both be 1-D or both 2-D, got {x.ndim}-D and {out.ndim}-D")
+    if x.shape[-1] != n_cols:
+        raise ValueError(f"matmul: x has {x.shape[-1]} columns, expected n_cols={n_cols}")
+    if out.shape[-1] != n_rows:
+        raise ValueError(f"matmul: out has {out.shape[-1]} columns, expected n_rows={n_rows}")
+    if n_tokens == 0 or n_rows == 0:
+        return out
+    xf, of = x.reshape(-1), out.reshape(-1)
+    if ggml_type in FAST_TYPES:
+        xq = np.empty(act_nbytes(ggml_type, n_tokens, n_cols), np.uint8)
+        quantize_act(xf, ggml_type, n_tokens, n_cols, xq)
+        matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, of)
+    else:
+        q8k = _slow_path_uses_q8_k(ggml_type)
+        if n_cols % (256 if q8k else 32) != 0:
+            raise ValueError(f"matmul {type_name(ggml_type)}: n_cols={n_cols} is not a multiple of "
+                             f"its activation block size {256 if q8k else 32}")
+        xq = np.empty(n_tokens * (n_cols // 256 * 292 if q8k else n_cols // 32 * 34), np.uint8)
+        xd = np.empty(n_tokens * n_cols, np.float32)
+        quantize_act_float(xf, q8k, n_tokens, n_cols, xq, xd)
+        buf = np.empty(get_num_threads() * n_cols, np.float32)
+        if matmul_dequant(w, ggml_type, n_rows, n_cols, xd, n_tokens, of, buf) != 0:
+            raise ValueError(f"matmul: no dequantize kernel for {type_name(ggml_type)}")
+    return out
+
+
+def _slow_path_uses_q8_k(ggml_type):
+    """True when llama.cpp's vec_dot_type for ggml_type is Q8_K (else Q8_0: IQ4_NL, MXFP4, NVFP4)."""
+    return TYPE_TRAITS[ggml_type][1] == 256
+
+
+def _check(a, dtype, name):
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous:
+        raise ValueError(f"matmul: {name} must be a C-contiguous numpy array of {np.dtype(dtype).name}")
+
+
+@njit(cache=True, nogil=True)
+def has_fast_path(ggml_type):
+    """True when matmul_q handles ggml_type (llama.cpp's integer-dot numerics)."""
+    return (ggml_type == GGML_TYPE_F32 or ggml_type == GGML_TYPE_F16 or ggml_type == GGML_TYPE_BF16
+            or ggml_type == GGML_TYPE_Q4_0 or ggml_type == GGML_TYPE_Q4_1 or ggml_type == GGML_TYPE_Q5_0
+            or ggml_type == GGML_TYPE_Q5_1 or ggml_type == GGML_TYPE_Q8_0 or ggml_type == GGML_TYPE_Q4_K
+            or ggml_type == GGML_TYPE_Q6_K)
+
+
+@njit(cache=True, nogil=True)
+def _act_layout(ggml_type):
+    """(elements per block, bytes per block) of ggml_type's vec_dot_type; (0, 0) if no fast path."""
+    if ggml_type == GGML_TYPE_Q4_0 or ggml_type == GGML_TYPE_Q5_0 or ggml_type == GGML_TYPE_Q8_0:
+        return 32, 34
+    if ggml_type == GGML_TYPE_Q4_1 or ggml_type == GGML_TYPE_Q5_1:
+        return 32, 36
+    if ggml_type == GGML_TYPE_Q4_K or ggml_type == GGML_TYPE_Q6_K:
+        return 256, 292
+    if ggml_type == GGML_TYPE_F32:
+        return 1, 4
+    if ggml_type == GGML_TYPE_F16 or ggml_type == GGML_TYPE_BF16:
+        return 1, 2
+    return 0, 0
+
+
+@njit(cache=True, nogil=True)
+def _weight_layout(ggml_type):
+    """(elements per block, bytes per block) of the fast-path weight types."""
+    if ggml_type == GGML_TYPE_Q4_0:
+        return 32, 18
+    if ggml_type == GGML_TYPE_Q4_1:
+        return 32, 20
+    if ggml_type == GGML_TYPE_Q5_0:
+        return 32, 22
+    if ggml_type == GGML_TYPE_Q5_1:
+        return 32, 24
+    if ggml_type == GGML_TYPE_Q8_0:
+        return 32, 34
+    if ggml_type == GGML_TYPE_Q4_K:
+        return 256, 144
+    if ggml_type == GGML_TYPE_Q6_K:
+        return 256, 210
+    if ggml_type == GGML_TYPE_F32:
+        return 1, 4
+    if ggml_type == GGML_TYPE_F16 or ggml_type == GGML_TYPE_BF16:
+        return 1, 2
+    return 0, 0
+
+
+@njit(cache=True, nogil=True)
+def act_nbytes(ggml_type, n_tokens, n_cols):
+    """Bytes of n_tokens activation rows converted to ggml_type's vec_dot_type (0: no fast path)."""
+    qk, qb = _act_layout(ggml_type)
+    if qk == 0:
+        return 0
+    return n_tokens * (n_cols // qk) * qb
+
+
+@njit(cache=True, nogil=True)
+def quantize_act(x, ggml_type, n_tokens, n_cols, xq):
+    """Convert x: float32[n_tokens * n_cols] to ggml_type's vec_dot_type in xq: uint8[act_nbytes]."""
+    if ggml_type == GGML_TYPE_Q4_0 or ggml_type == GGML_TYPE_Q5_0 or ggml_type == GGML_TYPE_Q8_0:
+        quantize_row_q8_0(x, n_tokens, n_cols, xq)
+    elif ggml_type == GGML_TYPE_Q4_1 or ggml_type == GGML_TYPE_Q5_1:
+        quantize_row_q8_1(x, n_tokens, n_cols, xq)
+    elif ggml_type == GGML_TYPE_Q4_K or ggml_type == GGML_TYPE_Q6_K:
+        quantize_row_q8_K(x, n_tokens, n_cols, xq)
+    elif ggml_type == GGML_TYPE_F16:
+        quantize_row_f16(x, n_tokens, n_cols, xq)
+    elif ggml_type == GGML_TYPE_BF16:
+        quantize_row_bf16(x, n_tokens, n_cols, xq)
+    elif ggml_type == GGML_TYPE_F32:
+        xq[:n_tokens * n_cols * 4] = x[:n_tokens * n_cols].view(np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def quantize_act_float(x, q8k, n_tokens, n_cols, xq, xd):
+    """x: float32[n_tokens*n_cols] -> Q8_K (q8k) or Q8_0 blocks in xq -> their values d*q in xd.
+
+    The activation of the slow path: what llama.cpp's integer dot sees, as float32.
+    """
+    if q8k:
+        quantize_row_q8_K(x, n_tokens, n_cols, xq)
+        for b in range(n_tokens * n_cols // 256):
+            d = xq[b * 292:b * 292 + 4].view(np.float32)[0]
+            for j in range(256):
+                xd[b * 256 + j] = d * np.float32(np.int8(xq[b * 292 + 4 + j]))
+    else:
+        quantize_row_q8_0(x, n_tokens, n_cols, xq)
+        for b in range(n_tokens * n_cols // 32):
+            d = fp16_to_fp32(np.int64(xq[b * 34]) | (np.int64(xq[b * 34 + 1]) << 8))
+            for j in range(32):
+                xd[b * 32 + j] = d * np.float32(np.int8(xq[b * 34 + 2 + j]))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dot(ggml_type, w, woff, xq, xoff, nb):
+    if ggml_type == GGML_TYPE_Q4_1:
+        return _dot_q4_1(w, woff, xq, xoff, nb)
+    if ggml_type == GGML_TYPE_Q4_K:
+        return _dot_q4_k(w, woff, xq, xoff, nb)
+    if ggml_type == GGML_TYPE_Q6_K:
+        return _dot_q6_k(w, woff, xq, xoff, nb)
+    if ggml_type == GGML_TYPE_Q8_0:
+        return _dot_q8_0(w, woff, xq, xoff, nb)
+    if ggml_type == GGML_TYPE_Q5_0:
+        return _dot_q5_0(w, woff, xq, xoff, nb)
+    if ggml_type == GGML_TYPE_Q4_0:
+        return _dot_q4_0(w, woff, xq, xoff, nb)
+    if ggml_type == GGML_TYPE_Q5_1:
+        return _dot_q5_1(w, woff, xq, xoff, nb)
+    if ggml_type == GGML_TYPE_F16:
+        return _dot_f16(w, woff, xq, xoff, nb)
+    if ggml_type == GGML_TYPE_BF16:
+        return _dot_bf16(w, woff, xq, xoff, nb)
+    return _dot_f32(w, woff, xq, xoff, nb)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out):
+    """out[t * n_rows + r] = dot(W row r, activation row t) for a fast-path ggml_type.
+
+    w: uint8[n_rows * row_nbytes]; xq: uint8[act_nbytes(ggml_type, n_tokens, n_cols)] from
+    quantize_act; out: float32[n_tokens * n_rows]. Rows are split over threads in chunks of 16;
+    within a chunk each weight row is reused for a tile of 32 tokens.
+    """
+    qk, wb = _weight_layout(ggml_type)
+    _, xb = _act_layout(ggml_type)
+    nb = n_cols // qk
+    row_bytes = nb * wb
+    x_row_bytes = nb * xb
+    n_chunks = (n_rows + _ROWS_PER_CHUNK - 1) // _ROWS_PER_CHUNK
+    for c in prange(n_chunks):
+        r0 = c * _ROWS_PER_CHUNK
+        r1 = min(r0 + _ROWS_PER_CHUNK, n_rows)
+        for t0 in range(0, n_tokens, _TOKENS_PER_TILE):
+            t1 = min(t0 + _TOKENS_PER_TILE, n_tokens)
+            for r in range(r0, r1):
+                for t in range(t0, t1):
+                    out[t * n_rows + r] = _dot(ggml_type, w, r * row_bytes, xq, t * x_row_bytes, nb)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def matmul_dequant(w, ggml_type, n_rows, n_cols, x, n_tokens, out, buf):
+    """Slow path for any dequantizable type: each weight row is dequantized into this thread's
+    slice of buf (float32[n_threads * n_cols]) and dotted with x: float32[n_tokens * n_cols] in
+    float32. Returns 0, or nonzero when ggml_type has no dequantize kernel."""
+    row_bytes = 0
+    if n_rows > 0:
+        row_bytes = w.size // n_rows
+    status = 0
+    for r in prange(n_rows):
+        tid = get_thread_id()
+        o = tid * n_cols
+        bad = dequantize_row(w, r * row_bytes, n_cols, buf, o, ggml_type)
+        status += bad
+        for t in range(n_tokens if bad == 0 else 0):
+            out[t * n_rows + r] = _fdot_f32(buf, o, x, t * n_cols, n_cols)
+    return status
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _fdot_f32(a, ao, b, bo, n):
+    s = np.float32(0.0)
+    for i in range(n):
+        s += a[ao + i] * b[bo + i]
+    return s

@@ -1,0 +1,428 @@
+"""Explicit SIMD for the quantized dot products: Numba @intrinsic functions that emit LLVM vector IR.
+
+Each `dot_<w>_<x>` intrinsic computes one weight row times one quantized activation row and
+returns float32, with exactly the instruction sequence and float accumulation order of llama.cpp's
+x86 AVX2 `ggml_vec_dot_<w>_<x>` (ggml/src/ggml-cpu/arch/x86/quants.c): per 32-byte block,
+`vpmaddubsw` + `vpmaddwd` give 8 int32 lanes (lane l sums the products of bytes 4l..4l+3), the
+lanes are converted to float and accumulated with one FMA chain per row, and `hsum_float_8`
+reduces the 8 lanes in llama.cpp's order. Integer lane sums are exact whatever instruction
+produces them (VNNI `vpdpbusd` gives the same lanes), so results are bit-identical to llama.cpp's
+vec_dot on AVX2 and AVX-512 builds.
+
+Signature of every dot intrinsic:
+    dot(w: uint8[:], woff: int64, x: uint8[:], xoff: int64, nb: int64) -> float32
+w holds GGML weight blocks (row starts at byte woff), x holds the activation row already
+quantized to the weight type's vec_dot_type in GGML block layout (starts at byte xoff), nb is the
+number of blocks in the row. The caller guarantees the bounds.
+
+The portable helpers at the top (`fma_f32`, `f32_to_bits`, `f32_from_bits`) use only generic
+LLVM IR and work on every CPU. `HAS_AVX2` tells whether the host can run the dot intrinsics
+(AVX2 + FMA + F16C); `kernels.cpu.matmul` falls back to `kernels.cpu.vec_dot` without them.
+
+Intrinsics are inlined into their callers, so editing this file does not invalidate cached
+callers: bump `SIMD_VERSION` (referenced by kernels.cpu.matmul) when the IR changes.
+"""
+
+import llvmlite.binding as _llvm_binding
+import llvmlite.ir as ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+SIMD_VERSION = 3
+
+_FEATURES = _llvm_binding.get_host_cpu_features()
+HAS_AVX2 = all(_FEATURES.get(f, False) for f in ("avx2", "fma", "f16c"))
+
+_i1, _i8, _i16, _i32, _i64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
+_f16, _f32 = ir.HalfType(), ir.FloatType()
+_V = ir.VectorType
+_C = ir.Constant
+_V8F = _V(_f32, 8)
+_V4F = _V(_f32, 4)
+_PREFETCH_BYTES = 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# Portable scalar helpers
+# ---------------------------------------------------------------------------------------------
+
+@intrinsic
+def fma_f32(typingctx, a, b, c):
+    """Fused a*b + c in float32 (llvm.fma.f32: one rounding, like _mm256_fmadd_ps lanes)."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_f32, [_f32] * 3),
+                                            "llvm.fma.f32")
+        vals = [context.cast(builder, v, t, types.float32) for v, t in zip(args, signature.args)]
+        return builder.call(fn, vals)
+
+    return sig, codegen
+
+
+@intrinsic
+def f32_to_bits(typingctx, x):
+    """The IEEE-754 bits of a float32 as uint32."""
+    sig = types.uint32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], _i32)
+
+    return sig, codegen
+
+
+@intrinsic
+def f32_from_bits(typingctx, u):
+    """The float32 whose IEEE-754 bits are u (uint32)."""
+    sig = types.float32(types.uint32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(context.cast(builder, args[0], signature.args[0], types.uint32), _f32)
+
+    return sig, codegen
+
+
+# ---------------------------------------------------------------------------------------------
+# IR building blocks
+# ---------------------------------------------------------------------------------------------
+
+def _shuf(b, a, c, idx):
+    return b.shuffle_vector(a, c, _C(_V(_i32, len(idx)), [_C(_i32, i) for i in idx]))
+
+
+def _splat(b, val, n):
+    t = _V(val.type, n)
+    v = b.insert_element(_C(t, ir.Undefined), val, _C(_i32, 0))
+    return b.shuffle_vector(v, _C(t, ir.Undefined), _C(_V(_i32, n), [_C(_i32, 0)] * n))
+
+
+def _hsum8(b, v):
+    """llama.cpp hsum_float_8: ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))."""
+    s = b.fadd(_shuf(b, v, v, range(4, 8)), _shuf(b, v, v, range(4)))
+    s2 = b.fadd(_shuf(b, s, s, range(2)), _shuf(b, s, s, range(2, 4)))
+    return b.fadd(b.extract_element(s2, _C(_i32, 0)), b.extract_element(s2, _C(_i32, 1)))
+
+
+def _hsum4(b, v):
+    """acc_m reduction of the K-quant dots: (a0+a2) + (a1+a3)."""
+    s2 = b.fadd(_shuf(b, v, v, range(2)), _shuf(b, v, v, range(2, 4)))
+    return b.fadd(b.extract_element(s2, _C(_i32, 0)), b.extract_element(s2, _C(_i32, 1)))
+
+
+def _fn(b, name, ret, args):
+    return cgutils.get_or_insert_function(b.module, ir.FunctionType(ret, args), name)
+
+
+def _load(b, base, off, ty):
+    """Unaligned load of type ty at byte offset off (i64 value) from i8* base."""
+    return b.load(b.bitcast(b.gep(base, [off], inbounds=True), ty.as_pointer()), align=1)
+
+
+def _f16_at(b, base, off):
+    return b.fpext(b.bitcast(_load(b, base, off, _i16), _f16), _f32)
+
+
+def _add(b, v, k):
+    return b.add(v, _C(_i64, k))
+
+
+class _Ops:
+    """The AVX2 integer instructions used by the dots, as LLVM intrinsic calls."""
+
+    def __init__(self, b):
+        self.b = b
+        self.maddubs = _fn(b, "llvm.x86.avx2.pmadd.ub.sw", _V(_i16, 16), [_V(_i8, 32), _V(_i8, 32)])
+        self.maddwd = _fn(b, "llvm.x86.avx2.pmadd.wd", _V(_i32, 8), [_V(_i16, 16), _V(_i16, 16)])
+        self.maddwd128 = _fn(b, "llvm.x86.sse2.pmadd.wd", _V(_i32, 4), [_V(_i16, 8), _V(_i16, 8)])
+        self.fma8 = _fn(b, "llvm.fma.v8f32", _V8F, [_V8F] * 3)
+        self.fma4 = _fn(b, "llvm.fma.v4f32", _V4F, [_V4F] * 3)
+        self.fma1 = _fn(b, "llvm.fma.f32", _f32, [_f32] * 3)
+        self.prefetch = _fn(b, "llvm.prefetch.p0", ir.VoidType(), [_i8.as_pointer(), _i32, _i32, _i32])
+        self.ones16 = _C(_V(_i16, 16), 1)
+
+    def us8_lanes(self, ux, sy):
+        """8 int32 lanes: lane l = sum of ux[k]*sy[k] for k in 4l..4l+3 (ux unsigned bytes)."""
+        return self.b.call(self.maddwd, [self.b.call(self.maddubs, [ux, sy]), self.ones16])
+
+    def i8_lanes(self, x, y):
+        """mul_sum_i8_pairs: both signed; |x| times y with x's sign (vpsignb), then us8_lanes."""
+        b = self.b
+        zero = _C(_V(_i8, 32), 0)
+        ax = b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x)
+        sy = b.select(b.icmp_signed("<", x, zero), b.sub(zero, y),
+                      b.select(b.icmp_signed("==", x, zero), zero, y))
+        return self.us8_lanes(ax, sy)
+
+    def fma_acc(self, acc_ptr, scale, lanes):
+        b = self.b
+        b.store(b.call(self.fma8, [_splat(b, scale, 8), b.sitofp(lanes, _V8F), b.load(acc_ptr)]), acc_ptr)
+
+    def prefetch_at(self, base, off):
+        self.b.call(self.prefetch, [self.b.gep(base, [off]), _C(_i32, 0), _C(_i32, 3), _C(_i32, 1)])
+
+
+def _nibbles32(b, qs16):
+    """16 packed bytes -> 32 bytes: low nibbles (elements 0..15) then high nibbles (16..31)."""
+    m15 = _C(_V(_i8, 16), 15)
+    return _shuf(b, b.and_(qs16, m15), b.lshr(qs16, _C(_V(_i8, 16), 4)), range(32))
+
+
+def _bits32(b, base, off):
+    """The 32 bits of the u32 at base+off as a <32 x i1> (bit k -> element k), like bytes_from_bits_32."""
+    qh = _load(b, base, off, _V(_i8, 4))
+    spread = _shuf(b, qh, qh, [k // 8 for k in range(32)])
+    mask = _C(_V(_i8, 32), [1 << (k % 8) for k in range(32)])
+    return b.icmp_unsigned("!=", b.and_(spread, mask), _C(_V(_i8, 32), 0))
+
+
+def _make_dot(block_bytes, x_block_bytes, body, finish):
+    """Build a row-dot intrinsic: body(ops, w, bo, x, xo, state) per block, finish(ops, state)."""
+
+    @intrinsic
+    def dot(typingctx, w, woff, x, xoff, nb):
+        sig = types.float32(w, woff, x, xoff, nb)
+
+        def codegen(context, builder, signature, args):
+            b = builder
+            wp = context.make_array(signature.args[0])(context, b, args[0]).data
+            xp = context.make_array(signature.args[2])(context, b, args[2]).data
+            woffv = context.cast(b, args[1], signature.args[1], types.int64)
+            xoffv = context.cast(b, args[3], signature.args[3], types.int64)
+            nbv = context.cast(b, args[4], signature.args[4], types.int64)
+            wrow = b.gep(wp, [woffv], inbounds=True)
+            xrow = b.gep(xp, [xoffv], inbounds=True)
+            ops = _Ops(b)
+            state = {
+                "acc": cgutils.alloca_once_value(b, _C(_V8F, None)),
+                "acc4": cgutils.alloca_once_value(b, _C(_V4F, None)),
+                "sum": cgutils.alloca_once_value(b, _C(_f32, 0.0)),
+            }
+            with cgutils.for_range(b, nbv) as loop:
+                bo = b.mul(loop.index, _C(_i64, block_bytes))
+                xo = b.mul(loop.index, _C(_i64, x_block_bytes))
+                ops.prefetch_at(wrow, _add(b, bo, _PREFETCH_BYTES))
+                body(ops, wrow, bo, xrow, xo, state)
+            return finish(ops, state)
+
+        return sig, codegen
+
+    return dot
+
+
+def _finish_acc(ops, st):
+    return _hsum8(ops.b, ops.b.load(st["acc"]))
+
+
+def _finish_acc_plus_sum(ops, st):
+    return ops.b.fadd(_hsum8(ops.b, ops.b.load(st["acc"])), ops.b.load(st["sum"]))
+
+
+def _finish_acc_plus_acc4(ops, st):
+    return ops.b.fadd(_hsum8(ops.b, ops.b.load(st["acc"])), _hsum4(ops.b, ops.b.load(st["acc4"])))
+
+
+# ---------------------------------------------------------------------------------------------
+# Block bodies (one per weight type), mirroring the AVX2 vec_dot loops
+# ---------------------------------------------------------------------------------------------
+
+def _body_q4_0(ops, w, bo, x, xo, st):
+    b = ops.b
+    d = b.fmul(_f16_at(b, w, bo), _f16_at(b, x, xo))
+    qx = b.sub(_nibbles32(b, _load(b, w, _add(b, bo, 2), _V(_i8, 16))), _C(_V(_i8, 32), 8))
+    qy = _load(b, x, _add(b, xo, 2), _V(_i8, 32))
+    ops.fma_acc(st["acc"], d, ops.i8_lanes(qx, qy))
+
+
+def _body_q8_0(ops, w, bo, x, xo, st):
+    b = ops.b
+    d = b.fmul(_f16_at(b, w, bo), _f16_at(b, x, xo))
+    qx = _load(b, w, _add(b, bo, 2), _V(_i8, 32))
+    qy = _load(b, x, _add(b, xo, 2), _V(_i8, 32))
+    ops.fma_acc(st["acc"], d, ops.i8_lanes(qx, qy))
+
+
+def _body_q5_0(ops, w, bo, x, xo, st):
+    b = ops.b
+    d = b.fmul(_f16_at(b, w, bo), _f16_at(b, x, xo))
+    nib = _nibbles32(b, _load(b, w, _add(b, bo, 6), _V(_i8, 16)))
+    hi = b.select(_bits32(b, w, _add(b, bo, 2)), _C(_V(_i8, 32), 0), _C(_V(_i8, 32), 0xF0))
+    qx = b.or_(nib, hi)
+    qy = _load(b, x, _add(b, xo, 2), _V(_i8, 32))
+    ops.fma_acc(st["acc"], d, ops.i8_lanes(qx, qy))
+
+
+def _body_q4_1(ops, w, bo, x, xo, st):
+    b = ops.b
+    d = b.fmul(_f16_at(b, w, bo), _f16_at(b, x, xo))
+    summ = b.call(ops.fma1, [_f16_at(b, w, _add(b, bo, 2)), _f16_at(b, x, _add(b, xo, 2)), b.load(st["sum"])])
+    b.store(summ, st["sum"])
+    qx = _nibbles32(b, _load(b, w, _add(b, bo, 4), _V(_i8, 16)))
+    qy = _load(b, x, _add(b, xo, 4), _V(_i8, 32))
+    ops.fma_acc(st["acc"], d, ops.us8_lanes(qx, qy))
+
+
+def _body_q5_1(ops, w, bo, x, xo, st):
+    b = ops.b
+    d = b.fmul(_f16_at(b, w, bo), _f16_at(b, x, xo))
+    summ = b.call(ops.fma1, [_f16_at(b, w, _add(b, bo, 2)), _f16_at(b, x, _add(b, xo, 2)), b.load(st["sum"])])
+    b.store(summ, st["sum"])
+    nib = _nibbles32(b, _load(b, w, _add(b, bo, 8), _V(_i8, 16)))
+    hi = b.select(_bits32(b, w, _add(b, bo, 4)), _C(_V(_i8, 32), 0x10), _C(_V(_i8, 32), 0))
+    qy = _load(b, x, _add(b, xo, 4), _V(_i8, 32))
+    ops.fma_acc(st["acc"], d, ops.us8_lanes(b.or_(nib, hi), qy))
+
+
+def _q8k_d(b, x, xo):
+    return _load(b, x, xo, _f32)
+
+
+def _body_q4_k(ops, w, bo, x, xo, st):
+    b = ops.b
+    yd = _q8k_d(b, x, xo)
+    d = b.fmul(yd, _f16_at(b, w, bo))
+    dmin = b.fmul(b.fneg(yd), _f16_at(b, w, _add(b, bo, 2)))
+    # 12 scale bytes -> utmp[0..3] (scales in bytes 0..7, mins in bytes 8..15), as in llama.cpp
+    u0 = _load(b, w, _add(b, bo, 4), _i32)
+    u1 = _load(b, w, _add(b, bo, 8), _i32)
+    u2 = _load(b, w, _add(b, bo, 12), _i32)
+    k1, k2, k3 = _C(_i32, 0x3F3F3F3F), _C(_i32, 0x0F0F0F0F), _C(_i32, 0x03030303)
+    t3 = b.or_(b.and_(b.lshr(u2, _C(_i32, 4)), k2), b.shl(b.and_(b.lshr(u1, _C(_i32, 6)), k3), _C(_i32, 4)))
+    t2 = b.and_(u1, k1)
+    t1 = b.or_(b.and_(u2, k2), b.shl(b.and_(b.lshr(u0, _C(_i32, 6)), k3), _C(_i32, 4)))
+    t0 = b.and_(u0, k1)
+    vec = _C(_V(_i32, 4), ir.Undefined)
+    for k, t in enumerate((t0, t1, t2, t3)):
+        vec = b.insert_element(vec, t, _C(_i32, k))
+    ms = b.zext(b.bitcast(vec, _V(_i8, 16)), _V(_i16, 16))
+    mins = _shuf(b, ms, ms, range(8, 16))
+    bs = _load(b, x, _add(b, xo, 260), _V(_i16, 16))
+    q8s = b.add(_shuf(b, bs, bs, range(0, 16, 2)), _shuf(b, bs, bs, range(1, 16, 2)))
+    prod = b.call(ops.maddwd128, [mins, q8s])
+    acc4 = b.call(ops.fma4, [_splat(b, dmin, 4), b.sitofp(prod, _V4F), b.load(st["acc4"])])
+    b.store(acc4, st["acc4"])
+    sumi = None
+    m15 = _C(_V(_i8, 32), 15)
+    for j in range(4):
+        q4 = _load(b, w, _add(b, bo, 16 + 32 * j), _V(_i8, 32))
+        q8l = _load(b, x, _add(b, xo, 4 + 64 * j), _V(_i8, 32))
+        q8h = _load(b, x, _add(b, xo, 4 + 64 * j + 32), _V(_i8, 32))
+        sl = _splat(b, b.extract_element(ms, _C(_i32, 2 * j)), 16)
+        sh = _splat(b, b.extract_element(ms, _C(_i32, 2 * j + 1)), 16)
+        pl = b.call(ops.maddwd, [sl, b.call(ops.maddubs, [b.and_(q4, m15), q8l])])
+        ph = b.call(ops.maddwd, [sh, b.call(ops.maddubs, [b.lshr(q4, _C(_V(_i8, 32), 4)), q8h])])
+        sj = b.add(pl, ph)
+        sumi = sj if sumi is None else b.add(sumi, sj)
+    ops.fma_acc(st["acc"], d, sumi)
+
+
+def _body_q6_k(ops, w, bo, x, xo, st):
+    b = ops.b
+    d = b.fmul(_q8k_d(b, x, xo), _f16_at(b, w, _add(b, bo, 208)))
+    sc16 = b.sext(_load(b, w, _add(b, bo, 192), _V(_i8, 16)), _V(_i16, 16))
+    bs = _load(b, x, _add(b, xo, 260), _V(_i16, 16))
+    sub = b.shl(b.call(ops.maddwd, [bs, sc16]), _C(_V(_i32, 8), 5))
+    c = lambda v: _C(_V(_i8, 32), v)  # noqa: E731
+    sumi = _C(_V(_i32, 8), 0)
+    for j in range(2):
+        b1 = _load(b, w, _add(b, bo, 64 * j), _V(_i8, 32))
+        b2 = _load(b, w, _add(b, bo, 64 * j + 32), _V(_i8, 32))
+        hh = _load(b, w, _add(b, bo, 128 + 32 * j), _V(_i8, 32))
+        qs = (
+            b.or_(b.and_(b1, c(15)), b.shl(b.and_(hh, c(3)), c(4))),
+            b.or_(b.and_(b2, c(15)), b.shl(b.and_(hh, c(12)), c(2))),
+            b.or_(b.lshr(b1, c(4)), b.and_(hh, c(48))),
+            b.or_(b.lshr(b2, c(4)), b.lshr(b.and_(hh, c(0xC0)), c(2))),
+        )
+        p = []
+        for k in range(4):
+            q8 = _load(b, x, _add(b, xo, 4 + 128 * j + 32 * k), _V(_i8, 32))
+            s = 8 * j + 2 * k
+            scv = _shuf(b, sc16, sc16, [s] * 8 + [s + 1] * 8)
+            p.append(b.call(ops.maddwd, [scv, b.call(ops.maddubs, [qs[k], q8])]))
+        sumi = b.add(sumi, b.add(p[0], p[1]))
+        sumi = b.add(sumi, b.add(p[2], p[3]))
+    ops.fma_acc(st["acc"], d, b.sub(sumi, sub))
+
+
+dot_q4_0_q8_0 = _make_dot(18, 34, _body_q4_0, _finish_acc)
+dot_q5_0_q8_0 = _make_dot(22, 34, _body_q5_0, _finish_acc)
+dot_q8_0_q8_0 = _make_dot(34, 34, _body_q8_0, _finish_acc)
+dot_q4_1_q8_1 = _make_dot(20, 36, _body_q4_1, _finish_acc_plus_sum)
+dot_q5_1_q8_1 = _make_dot(24, 36, _body_q5_1, _finish_acc_plus_sum)
+dot_q4_k_q8_k = _make_dot(144, 292, _body_q4_k, _finish_acc_plus_acc4)
+dot_q6_k_q8_k = _make_dot(210, 292, _body_q6_k, _finish_acc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Float dots (F32 / F16 / BF16 weights with activations in the same format)
+# ---------------------------------------------------------------------------------------------
+
+def _ld8_f32(b, base, off):
+    return _load(b, base, off, _V8F)
+
+
+def _ld8_f16(b, base, off):
+    return b.fpext(b.bitcast(_load(b, base, off, _V(_i16, 8)), _V(_f16, 8)), _V8F)
+
+
+def _ld8_bf16(b, base, off):
+    v = b.shl(b.zext(_load(b, base, off, _V(_i16, 8)), _V(_i32, 8)), _C(_V(_i32, 8), 16))
+    return b.bitcast(v, _V8F)
+
+
+def _ld1_f32(b, base, off):
+    return _load(b, base, off, _f32)
+
+
+def _ld1_f16(b, base, off):
+    return _f16_at(b, base, off)
+
+
+def _ld1_bf16(b, base, off):
+    return b.bitcast(b.shl(b.zext(_load(b, base, off, _i16), _i32), _C(_i32, 16)), _f32)
+
+
+def _make_fdot(eb, ld8, ld1):
+    """Float row dot over n elements of eb bytes: 4 x 8-lane FMA accumulators over steps of 32
+    elements (ggml_vec_dot_f16/f32's AVX2 shape), reduced (a0+a2)+(a1+a3) then hsum_float_8, plus
+    the tail (n % 32 elements) summed with scalar FMAs. Same numerics as vec_dot.vec_dot_f*."""
+
+    @intrinsic
+    def fdot(typingctx, w, woff, x, xoff, n):
+        sig = types.float32(w, woff, x, xoff, n)
+
+        def codegen(context, builder, signature, args):
+            b = builder
+            wp = context.make_array(signature.args[0])(context, b, args[0]).data
+            xp = context.make_array(signature.args[2])(context, b, args[2]).data
+            wrow = b.gep(wp, [context.cast(b, args[1], signature.args[1], types.int64)], inbounds=True)
+            xrow = b.gep(xp, [context.cast(b, args[3], signature.args[3], types.int64)], inbounds=True)
+            nv = context.cast(b, args[4], signature.args[4], types.int64)
+            ops = _Ops(b)
+            accs = [cgutils.alloca_once_value(b, _C(_V8F, None)) for _ in range(4)]
+            tail = cgutils.alloca_once_value(b, _C(_f32, 0.0))
+            nsteps = b.sdiv(nv, _C(_i64, 32))
+            with cgutils.for_range(b, nsteps) as loop:
+                base = b.mul(loop.index, _C(_i64, 32 * eb))
+                ops.prefetch_at(wrow, _add(b, base, _PREFETCH_BYTES))
+                for a in range(4):
+                    off = _add(b, base, 8 * eb * a)
+                    v = b.call(ops.fma8, [ld8(b, wrow, off), ld8(b, xrow, off), b.load(accs[a])])
+                    b.store(v, accs[a])
+            start = b.mul(nsteps, _C(_i64, 32))
+            with cgutils.for_range(b, b.sub(nv, start)) as loop:
+                off = b.mul(b.add(start, loop.index), _C(_i64, eb))
+                b.store(b.call(ops.fma1, [ld1(b, wrow, off), ld1(b, xrow, off), b.load(tail)]), tail)
+            a = [b.load(p) for p in accs]
+            s = b.fadd(b.fadd(a[0], a[2]), b.fadd(a[1], a[3]))
+            return b.fadd(_hsum8(b, s), b.load(tail))
+
+        return sig, codegen
+
+    return fdot
+
+
+dot_f32_f32 = _make_fdot(4, _ld8_f32, _ld1_f32)
+dot_f16_f16 = _make_fdot(2, _ld8_f16, _ld1_f16)
+dot_bf16_bf16 = _make_fdot(2, _ld8_bf16, _ld1_bf16)

@@ -1,0 +1,236 @@
+"""Portable row dot products with llama.cpp's x86 AVX2 numerics, as plain @njit loops.
+
+The same contract and the same results (bit for bit) as the SIMD intrinsics in
+`kernels.cpu.simd`; used where the host lacks AVX2/FMA/F16C, and as their executable
+specification. Each function follows `ggml_vec_dot_<w>_<x>` of ggml/src/ggml-cpu/arch/x86/quants.c:
+per block, 8 int32 "lanes" (lane l sums the products of vector bytes 4l..4l+3, i.e. of the block's
+elements 4l..4l+3 for the 32-element types), scaled by the block's float scale into 8 float
+accumulators with a fused multiply-add, reduced at the end by `hsum_float_8`.
+
+    vec_dot_<w>_<x>(w: uint8[:], woff, x: uint8[:], xoff, nb) -> float32
+w: weight blocks (row starts at byte woff); x: activation row in the vec_dot_type's GGML block
+layout (kernels.cpu.q8) starting at byte xoff; nb: blocks in the row. Callers check the bounds.
+"""
+
+import numpy as np
+from numba import njit
+
+from kernels.cpu.q8 import fp16_to_fp32
+from kernels.cpu.simd import f32_from_bits, fma_f32
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _s8(v):
+    v = np.int32(v)
+    return v - ((v & 128) << 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _f16(a, o):
+    return fp16_to_fp32(np.int64(a[o]) | (np.int64(a[o + 1]) << 8))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _f32(a, o):
+    return a[o:o + 4].view(np.float32)[0]
+
+
+@njit(cache=True, nogil=True)
+def hsum8(acc):
+    """llama.cpp hsum_float_8 on float32[8]: ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))."""
+    s0 = acc[0] + acc[4]
+    s1 = acc[1] + acc[5]
+    s2 = acc[2] + acc[6]
+    s3 = acc[3] + acc[7]
+    return (s0 + s2) + (s1 + s3)
+
+
+@njit(cache=True, nogil=True)
+def _unpack32(w, bo, kind, q):
+    """Block of a 32-element type -> q: int32[32] (Q4_0/Q5_0 signed, Q4_1/Q5_1 unsigned, Q8_0)."""
+    if kind == 0 or kind == 1:  # Q4_0 (qs at 2, minus 8) / Q4_1 (qs at 4)
+        qo = bo + 2 if kind == 0 else bo + 4
+        off = 8 if kind == 0 else 0
+        for j in range(16):
+            b = np.int32(w[qo + j])
+            q[j] = (b & 15) - off
+            q[j + 16] = (b >> 4) - off
+    elif kind == 2 or kind == 3:  # Q5_0 (qh at 2, qs at 6, minus 16) / Q5_1 (qh at 4, qs at 8)
+        ho = bo + 2 if kind == 2 else bo + 4
+        off = 16 if kind == 2 else 0
+        qh = (np.int64(w[ho]) | (np.int64(w[ho + 1]) << 8) | (np.int64(w[ho + 2]) << 16)
+              | (np.int64(w[ho + 3]) << 24))
+        for j in range(16):
+            b = np.int32(w[ho + 4 + j])
+            q[j] = ((b & 15) | (np.int32((qh >> j) & 1) << 4)) - off
+            q[j + 16] = ((b >> 4) | (np.int32((qh >> (j + 16)) & 1) << 4)) - off
+    else:  # Q8_0
+        for j in range(32):
+            q[j] = _s8(w[bo + 2 + j])
+
+
+@njit(cache=True, nogil=True)
+def _dot_32(w, woff, x, xoff, nb, kind, wbytes, xbytes):
+    acc = np.zeros(8, np.float32)
+    q = np.empty(32, np.int32)
+    summs = np.float32(0.0)
+    has_min = kind == 1 or kind == 3
+    xq = 4 if has_min else 2
+    for ib in range(nb):
+        bo = woff + ib * wbytes
+        xo = xoff + ib * xbytes
+        d = _f16(w, bo) * _f16(x, xo)
+        if has_min:
+            summs = fma_f32(_f16(w, bo + 2), _f16(x, xo + 2), summs)
+        _unpack32(w, bo, kind, q)
+        for lane in range(8):
+            s = 0
+            for k in range(4):
+                j = 4 * lane + k
+                s += q[j] * _s8(x[xo + xq + j])
+            acc[lane] = fma_f32(d, np.float32(s), acc[lane])
+    return hsum8(acc) + summs if has_min else hsum8(acc)
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_q4_0_q8_0(w, woff, x, xoff, nb):
+    return _dot_32(w, woff, x, xoff, nb, 0, 18, 34)
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_q4_1_q8_1(w, woff, x, xoff, nb):
+    return _dot_32(w, woff, x, xoff, nb, 1, 20, 36)
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_q5_0_q8_0(w, woff, x, xoff, nb):
+    return _dot_32(w, woff, x, xoff, nb, 2, 22, 34)
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_q5_1_q8_1(w, woff, x, xoff, nb):
+    return _dot_32(w, woff, x, xoff, nb, 3, 24, 36)
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_q8_0_q8_0(w, woff, x, xoff, nb):
+    return _dot_32(w, woff, x, xoff, nb, 4, 34, 34)
+
+
+@njit(cache=True, nogil=True)
+def _bsum(x, xo, g):
+    v = np.int32(x[xo + 260 + 2 * g]) | (np.int32(x[xo + 261 + 2 * g]) << 8)
+    return v - ((v & 0x8000) << 1)
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_q4_k_q8_k(w, woff, x, xoff, nb):
+    acc = np.zeros(8, np.float32)
+    acc_m = np.zeros(4, np.float32)
+    sc = np.empty(8, np.int32)
+    mn = np.empty(8, np.int32)
+    for ib in range(nb):
+        bo = woff + ib * 144
+        xo = xoff + ib * 292
+        yd = _f32(x, xo)
+        d = yd * _f16(w, bo)
+        dmin = -yd * _f16(w, bo + 2)
+        s = bo + 4
+        for j in range(8):  # get_scale_min_k4
+            if j < 4:
+                sc[j] = np.int32(w[s + j]) & 63
+                mn[j] = np.int32(w[s + j + 4]) & 63
+            else:
+                sc[j] = (np.int32(w[s + j + 4]) & 0xF) | ((np.int32(w[s + j - 4]) >> 6) << 4)
+                mn[j] = (np.int32(w[s + j + 4]) >> 4) | ((np.int32(w[s + j]) >> 6) << 4)
+        for k in range(4):
+            prod = (mn[2 * k] * (_bsum(x, xo, 4 * k) + _bsum(x, xo, 4 * k + 1))
+                    + mn[2 * k + 1] * (_bsum(x, xo, 4 * k + 2) + _bsum(x, xo, 4 * k + 3)))
+            acc_m[k] = fma_f32(dmin, np.float32(prod), acc_m[k])
+        for lane in range(8):
+            si = 0
+            for j in range(4):
+                lo = 0
+                hi = 0
+                for k in range(4):
+                    b = np.int32(w[bo + 16 + 32 * j + 4 * lane + k])
+                    lo += (b & 15) * _s8(x[xo + 4 + 64 * j + 4 * lane + k])
+                    hi += (b >> 4) * _s8(x[xo + 4 + 64 * j + 32 + 4 * lane + k])
+                si += sc[2 * j] * lo + sc[2 * j + 1] * hi
+            acc[lane] = fma_f32(d, np.float32(si), acc[lane])
+    return hsum8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]))
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_q6_k_q8_k(w, woff, x, xoff, nb):
+    acc = np.zeros(8, np.float32)
+    for ib in range(nb):
+        bo = woff + ib * 210
+        xo = xoff + ib * 292
+        d = _f32(x, xo) * _f16(w, bo + 208)
+        for lane in range(8):
+            si = 0
+            for j in range(2):
+                for k in range(4):
+                    sc = _s8(w[bo + 192 + 8 * j + 2 * k + (1 if lane >= 4 else 0)])
+                    p = 0
+                    for e in range(4):
+                        byte = 4 * lane + e
+                        lo = np.int32(w[bo + 64 * j + 32 * (k & 1) + byte])
+                        lo = (lo & 15) if k < 2 else (lo >> 4)
+                        hb = (np.int32(w[bo + 128 + 32 * j + byte]) >> (2 * k)) & 3
+                        p += (lo | (hb << 4)) * _s8(x[xo + 4 + 128 * j + 32 * k + byte])
+                    si += sc * p
+            sub = (_bsum(x, xo, 2 * lane) * _s8(w[bo + 192 + 2 * lane])
+                   + _bsum(x, xo, 2 * lane + 1) * _s8(w[bo + 192 + 2 * lane + 1]))
+            acc[lane] = fma_f32(d, np.float32(si - 32 * sub), acc[lane])
+    return hsum8(acc)
+
+
+@njit(cache=True, nogil=True)
+def _fdot(w, woff, x, xoff, n, kind):
+    """Float dot; kind 0 = F32, 1 = F16, 2 = BF16 (w and x in the same format). 32 FMA lanes over
+    steps of 32 elements, reduced like simd._make_fdot, then the scalar FMA tail."""
+    eb = 4 if kind == 0 else 2
+    acc = np.zeros(32, np.float32)
+    nmain = n // 32 * 32
+    tail = np.float32(0.0)
+    for i in range(n):
+        o = i * eb
+        if kind == 0:
+            a = _f32(w, woff + o)
+            c = _f32(x, xoff + o)
+        elif kind == 1:
+            a = _f16(w, woff + o)
+            c = _f16(x, xoff + o)
+        else:
+            a = _bf16(w, woff + o)
+            c = _bf16(x, xoff + o)
+        if i < nmain:
+            acc[i % 32] = fma_f32(a, c, acc[i % 32])
+        else:
+            tail = fma_f32(a, c, tail)
+    s = np.empty(8, np.float32)
+    for k in range(8):
+        s[k] = (acc[k] + acc[16 + k]) + (acc[8 + k] + acc[24 + k])
+    return hsum8(s) + tail
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bf16(a, o):
+    return f32_from_bits(np.uint32((np.int64(a[o]) | (np.int64(a[o + 1]) << 8)) << 16))
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_f32_f32(w, woff, x, xoff, n):
+    return _fdot(w, woff, x, xoff, n, 0)
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_f16_f16(w, woff, x, xoff, n):
+    return _fdot(w, woff, x, xoff, n, 1)
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_bf16_bf16(w, woff, x, xoff, n):
+    return _fdot(w, woff, x, xoff, n, 2)

@@ -1,0 +1,300 @@
+"""kernels.cpu.matmul against llama.cpp's vec_dot, a NumPy integer-dot reference and gguf-py.
+
+Tolerances:
+* llama.cpp fixture (parity_fixtures/matmul, ggml_vec_dot_* called through ctypes): bit-exact for
+  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, both for the SIMD kernels and the portable fallback.
+* NumPy integer reference (block integer dots, float64 scaling): |diff| <= 1e-5 * sum|terms|,
+  the float32 rounding of the per-block FMA chain.
+* dequantize (gguf-py) + float64 matmul on the activation as the kernel sees it: 1e-5 of
+  |W| @ |x| (Q4_1/Q5_1: 2e-3, since llama.cpp's Q8_1 block sum s is rounded to f16).
+* slow path types (x quantized to Q8_K / Q8_0 as llama.cpp does, then dequantized; weight rows
+  dequantized; float32 dot): 1e-5 of |W| @ |x_q| against llama.cpp and against gguf-py.
+"""
+
+import numba
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType
+from gguf.quants import dequantize as gguf_dequantize
+
+from kernels.cpu import matmul as mm
+from kernels.cpu import vec_dot
+
+FAST = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14}
+# qk, block bytes, f16 scale offsets, activation block bytes
+LAYOUT = {"Q4_0": (32, 18, (0,), 34), "Q4_1": (32, 20, (0, 2), 36), "Q5_0": (32, 22, (0,), 34),
+          "Q5_1": (32, 24, (0, 2), 36), "Q8_0": (32, 34, (0,), 34), "Q4_K": (256, 144, (0, 2), 292),
+          "Q6_K": (256, 210, (208,), 292)}
+PORTABLE = {"Q4_0": vec_dot.vec_dot_q4_0_q8_0, "Q4_1": vec_dot.vec_dot_q4_1_q8_1,
+            "Q5_0": vec_dot.vec_dot_q5_0_q8_0, "Q5_1": vec_dot.vec_dot_q5_1_q8_1,
+            "Q8_0": vec_dot.vec_dot_q8_0_q8_0, "Q4_K": vec_dot.vec_dot_q4_k_q8_k,
+            "Q6_K": vec_dot.vec_dot_q6_k_q8_k}
+SLOW = ["Q2_K", "Q3_K", "Q5_K", "IQ4_NL", "IQ4_XS", "IQ2_XXS", "IQ3_S", "TQ2_0"]
+
+
+@pytest.fixture(scope="module")
+def fixture(fixtures_dir):
+    return np.load(fixtures_dir / "matmul" / "vec_dot.npz")
+
+
+def _f16(a):
+    return np.ascontiguousarray(a).view(np.float16).astype(np.float64).reshape(a.shape[:-1])
+
+
+def _s8(a):
+    return a.view(np.int8).astype(np.int64)
+
+
+def random_weight(rng, name, n_rows, n_cols):
+    qk, bb, scales, _ = LAYOUT[name]
+    nb = n_rows * n_cols // qk
+    w = rng.integers(0, 256, nb * bb, dtype=np.uint8).reshape(nb, bb)
+    for off in scales:
+        w[:, off:off + 2] = (rng.standard_normal(nb) * 0.02).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    return w.reshape(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy reference with llama.cpp's integer numerics
+# ---------------------------------------------------------------------------------------------
+
+def _decode_weight(name, w, n_rows, n_cols):
+    """-> ints q[n_rows, n_blocks, qk], per-block float scales (d, extra) as in vec_dot."""
+    qk, bb, _, _ = LAYOUT[name]
+    b = w.reshape(n_rows, n_cols // qk, bb)
+    if name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1"):
+        qs_at = {"Q4_0": 2, "Q4_1": 4, "Q5_0": 6, "Q5_1": 8}[name]
+        qs = b[..., qs_at:qs_at + 16].astype(np.int64)
+        q = np.concatenate([qs & 15, qs >> 4], axis=-1)
+        if name in ("Q5_0", "Q5_1"):
+            h_at = 2 if name == "Q5_0" else 4
+            qh = np.ascontiguousarray(b[..., h_at:h_at + 4]).view(np.uint32).astype(np.int64)
+            q = q | (((qh >> np.arange(32)) & 1) << 4)
+        q = q - {"Q4_0": 8, "Q5_0": 16}.get(name, 0)
+        return q, _f16(b[..., 0:2]), (_f16(b[..., 2:4]) if name in ("Q4_1", "Q5_1") else None)
+    if name == "Q8_0":
+        return _s8(np.ascontiguousarray(b[..., 2:])), _f16(b[..., 0:2]), None
+    if name == "Q4_K":
+        s = b[..., 4:16].astype(np.int64)
+        sc = np.empty(s.shape[:-1] + (8,), np.int64)
+        mn = np.empty_like(sc)
+        for j in range(8):
+            if j < 4:
+                sc[..., j], mn[..., j] = s[..., j] & 63, s[..., j + 4] & 63
+            else:
+                sc[..., j] = (s[..., j + 4] & 15) | ((s[..., j - 4] >> 6) << 4)
+                mn[..., j] = (s[..., j + 4] >> 4) | ((s[..., j] >> 6) << 4)
+        qs = b[..., 16:].astype(np.int64).reshape(n_rows, -1, 4, 32)
+        q = np.concatenate([qs & 15, qs >> 4], axis=-1).reshape(n_rows, -1, 256)
+        return q, (_f16(b[..., 0:2]), _f16(b[..., 2:4])), (sc, mn)
+    # Q6_K
+    ql = b[..., :128].astype(np.int64).reshape(n_rows, -1, 2, 2, 32)
+    qh = b[..., 128:192].astype(np.int64).reshape(n_rows, -1, 2, 32)
+    parts = [(ql[..., 0, :] & 15) | ((qh & 3) << 4), (ql[..., 1, :] & 15) | (((qh >> 2) & 3) << 4),
+             (ql[..., 0, :] >> 4) | (((qh >> 4) & 3) << 4), (ql[..., 1, :] >> 4) | (((qh >> 6) & 3) << 4)]
+    q = np.stack(parts, axis=-2).reshape(n_rows, -1, 256) - 32
+    return q, _f16(b[..., 208:210]), _s8(np.ascontiguousarray(b[..., 192:208]))
+
+
+def _decode_act(name, xq, n_tokens, n_cols):
+    """-> ints qx[n_tokens, n_blocks, qk], d[n_tokens, n_blocks], extra (s of Q8_1 or bsums)."""
+    qk, _, _, xb = LAYOUT[name]
+    b = xq.reshape(n_tokens, n_cols // qk, xb)
+    if xb == 34:
+        return _s8(np.ascontiguousarray(b[..., 2:])), _f16(b[..., 0:2]), None
+    if xb == 36:
+        return _s8(np.ascontiguousarray(b[..., 4:])), _f16(b[..., 0:2]), _f16(b[..., 2:4])
+    d = np.ascontiguousarray(b[..., 0:4]).view(np.float32).astype(np.float64)[..., 0]
+    bs = np.ascontiguousarray(b[..., 260:292]).view(np.int16).astype(np.int64)
+    return _s8(np.ascontiguousarray(b[..., 4:260])), d, bs
+
+
+def reference_int_dot(name, w, n_rows, n_cols, xq, n_tokens):
+    """(out[n_tokens, n_rows], scale[n_tokens, n_rows] = sum |terms|) with llama.cpp's numerics:
+    exact integer block dots, the block's float32 scale product, terms summed in float64."""
+    q, dw, extra_w = _decode_weight(name, w, n_rows, n_cols)
+    qx, dx, extra_x = _decode_act(name, xq, n_tokens, n_cols)
+    f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731
+    if name == "Q4_K":
+        isub = np.einsum("rbjk,tbjk->trbj", q.reshape(n_rows, -1, 8, 32), qx.reshape(n_tokens, -1, 8, 32))
+        sc, mn = extra_w
+        isum = (isub * sc[None]).sum(-1)
+        msum = (mn[None] * extra_x.reshape(n_tokens, -1, 8, 2).sum(-1)[:, None]).sum(-1)
+        d = f32(dx[:, None] * dw[0][None])
+        dmin = f32(-dx[:, None] * dw[1][None])
+        terms = np.concatenate([d * isum, dmin * msum], axis=-1)
+    elif name == "Q6_K":
+        isub = np.einsum("rbjk,tbjk->trbj", q.reshape(n_rows, -1, 16, 16), qx.reshape(n_tokens, -1, 16, 16))
+        isum = (isub * extra_w[None]).sum(-1)
+        terms = f32(dx[:, None] * dw[None]) * isum
+    else:
+        isum = np.einsum("rbk,tbk->trb", q, qx)
+        terms = f32(dw[None] * dx[:, None]) * isum
+        if extra_w is not None:  # Q4_1 / Q5_1: + m * s per block
+            terms = np.concatenate([terms, extra_w[None] * extra_x[:, None]], axis=-1)
+    return terms.sum(-1), np.abs(terms).sum(-1)
+
+
+def _dequant_act(name, xq, n_tokens, n_cols):
+    qx, dx, _ = _decode_act(name, xq, n_tokens, n_cols)
+    return (qx * dx[..., None]).reshape(n_tokens, n_cols)
+
+
+def _run(name, w, n_rows, n_cols, x):
+    out = np.full((x.shape[0], n_rows) if x.ndim == 2 else (n_rows,), np.nan, np.float32)
+    mm.matmul(w, FAST.get(name, int(GGMLQuantizationType[name])), n_rows, n_cols, x, out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Parity with llama.cpp (fixture)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_matmul_is_bit_exact_with_llama_cpp_vec_dot(name, fixture):
+    x = fixture["x"]
+    ref = fixture[f"out_{name}"]
+    n_tokens, n_cols = x.shape
+    w = fixture[f"w_{name}"]
+    got = _run(name, w, ref.shape[1], n_cols, x)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+    got1 = _run(name, w, ref.shape[1], n_cols, np.ascontiguousarray(x[1]))
+    assert np.array_equal(got1.view(np.uint32), ref[1].view(np.uint32))
+
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_portable_vec_dot_is_bit_exact_with_llama_cpp(name, fixture):
+    qk, bb, _, xb = LAYOUT[name]
+    x_key = {34: "xq_q8_0", 36: "xq_q8_1", 292: "xq_q8_K"}[xb]
+    xq, w, ref = fixture[x_key], fixture[f"w_{name}"], fixture[f"out_{name}"]
+    nb = fixture["x"].shape[1] // qk
+    got = np.array([[PORTABLE[name](w, r * nb * bb, xq, t * nb * xb, nb) for r in range(ref.shape[1])]
+                    for t in range(ref.shape[0])], np.float32)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+
+
+def _slow_act(name, x):
+    """The activation as llama.cpp's integer dot sees it: x -> Q8_K / Q8_0 -> d * q (float32)."""
+    q8k = GGMLQuantizationType[name].name not in ("IQ4_NL", "MXFP4", "NVFP4")
+    n_tokens, n_cols = x.shape
+    xq = np.empty(n_tokens * (n_cols // 256 * 292 if q8k else n_cols // 32 * 34), np.uint8)
+    xd = np.empty(n_tokens * n_cols, np.float32)
+    mm.quantize_act_float(np.ascontiguousarray(x).reshape(-1), q8k, n_tokens, n_cols, xq, xd)
+    return xd.reshape(n_tokens, n_cols).astype(np.float64)
+
+
+@pytest.mark.parametrize("name", SLOW)
+def test_slow_path_types_close_to_llama_cpp(name, fixture):
+    x = fixture["x"]
+    ref = fixture[f"out_{name}"]
+    w = fixture[f"w_{name}"]
+    got = _run(name, w, ref.shape[1], x.shape[1], x)
+    wf = gguf_dequantize(w.reshape(ref.shape[1], -1), GGMLQuantizationType[name]).astype(np.float64)
+    scale = np.abs(_slow_act(name, x)) @ np.abs(wf).T
+    assert np.all(np.abs(got - ref) <= 1e-5 * scale + 1e-30)
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy references on other shapes
+# ---------------------------------------------------------------------------------------------
+
+def _shape(name):
+    return (7, 512) if LAYOUT[name][0] == 256 else (7, 96)
+
+
+@pytest.mark.parametrize("name", list(FAST))
+@pytest.mark.parametrize("n_tokens", [1, 5])
+def test_matmul_matches_integer_reference_and_dequantize(name, n_tokens):
+    rng = np.random.default_rng(FAST[name] * 10 + n_tokens)
+    n_rows, n_cols = _shape(name)
+    w = random_weight(rng, name, n_rows, n_cols)
+    x = rng.standard_normal((n_tokens, n_cols)).astype(np.float32)
+    got = _run(name, w, n_rows, n_cols, x)
+    xq = np.empty(mm.act_nbytes(FAST[name], n_tokens, n_cols), np.uint8)
+    mm.quantize_act(x.reshape(-1), FAST[name], n_tokens, n_cols, xq)
+    ref, scale = reference_int_dot(name, w, n_rows, n_cols, xq, n_tokens)
+    assert np.all(np.abs(got - ref) <= 1e-5 * scale + 1e-30)
+    wf = gguf_dequantize(w.reshape(n_rows, -1), GGMLQuantizationType[name]).astype(np.float64)
+    xf = _dequant_act(name, xq, n_tokens, n_cols)
+    tol = (2e-3 if name in ("Q4_1", "Q5_1") else 1e-5) * (np.abs(xf) @ np.abs(wf).T)
+    assert np.all(np.abs(got - xf @ wf.T) <= tol)
+
+
+@pytest.mark.parametrize("name", ["F32", "F16", "BF16"])
+@pytest.mark.parametrize("n_tokens", [1, 3])
+def test_float_weights_match_numpy(name, n_tokens):
+    rng = np.random.default_rng(5 + n_tokens)
+    n_rows, n_cols = 9, 72  # 72 = two 32-element steps and a tail of 8
+    wf = rng.standard_normal((n_rows, n_cols)).astype(np.float32)
+    x = rng.standard_normal((n_tokens, n_cols)).astype(np.float32)
+    if name == "F32":
+        w, wr, xr = wf.view(np.uint8).reshape(-1), wf, x
+    elif name == "F16":
+        w, wr = wf.astype(np.float16).view(np.uint8).reshape(-1), wf.astype(np.float16).astype(np.float32)
+        xr = x.astype(np.float16).astype(np.float32)  # llama.cpp converts x to F16 first
+    else:
+        to_bf16 = lambda a: ((a.view(np.uint32).astype(np.uint64) + 0x7FFF  # noqa: E731
+                              + ((a.view(np.uint32) >> 16) & 1)) >> 16).astype(np.uint16)
+        w = to_bf16(wf).view(np.uint8).reshape(-1)
+        wr = (to_bf16(wf).astype(np.uint32) << 16).view(np.float32)
+        xr = (to_bf16(x).astype(np.uint32) << 16).view(np.float32)
+    got = _run(name, w, n_rows, n_cols, x)
+    ref = xr.astype(np.float64) @ wr.astype(np.float64).T
+    assert np.all(np.abs(got - ref) <= 1e-5 * (np.abs(xr) @ np.abs(wr).T))
+    portable = {"F32": vec_dot.vec_dot_f32_f32, "F16": vec_dot.vec_dot_f16_f16, "BF16": vec_dot.vec_dot_bf16_bf16}
+    xq = np.empty(mm.act_nbytes(int(GGMLQuantizationType[name]), n_tokens, n_cols), np.uint8)
+    mm.quantize_act(x.reshape(-1), int(GGMLQuantizationType[name]), n_tokens, n_cols, xq)
+    eb = 4 if name == "F32" else 2
+    p = np.array([[portable[name](w, r * n_cols * eb, xq, t * n_cols * eb, n_cols) for r in range(n_rows)]
+                  for t in range(n_tokens)], np.float32)
+    assert np.array_equal(p.reshape(got.shape).view(np.uint32), got.view(np.uint32))
+
+
+@pytest.mark.parametrize("name", ["Q5_K", "IQ4_NL"])
+def test_slow_path_matches_gguf_dequantize_on_odd_rows(name):
+    rng = np.random.default_rng(2)
+    n_rows, n_cols = 3, 256
+    t = GGMLQuantizationType[name]
+    _, qk, bb = (None, 256, 176) if name == "Q5_K" else (None, 32, 18)
+    w = rng.integers(0, 256, n_rows * n_cols // qk * bb, dtype=np.uint8).reshape(-1, bb)
+    w[:, 0:2] = (rng.standard_normal(len(w)) * 0.02).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    if name == "Q5_K":
+        w[:, 2:4] = (rng.standard_normal(len(w)) * 0.02).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    w = w.reshape(-1)
+    x = rng.standard_normal((2, n_cols)).astype(np.float32)
+    got = _run(name, w, n_rows, n_cols, x)
+    wf = gguf_dequantize(w.reshape(n_rows, -1), t).astype(np.float64)
+    xd = _slow_act(name, x)
+    assert np.all(np.abs(got - xd @ wf.T) <= 1e-5 * (np.abs(xd) @ np.abs(wf).T) + 1e-30)
+
+
+def test_one_and_two_threads_give_identical_results():
+    rng = np.random.default_rng(11)
+    n_rows, n_cols = 37, 512  # several row chunks, odd count
+    x = rng.standard_normal((40, n_cols)).astype(np.float32)  # more than one token tile
+    before = numba.get_num_threads()
+    try:
+        for name in ("Q4_1", "Q4_K"):
+            w = random_weight(rng, name, n_rows, n_cols)
+            outs = []
+            for t in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+                numba.set_num_threads(t)
+                outs.append(_run(name, w, n_rows, n_cols, x))
+            assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))
+            single = _run(name, w, n_rows, n_cols, np.ascontiguousarray(x[17]))
+            assert np.array_equal(single.view(np.uint32), outs[0][17].view(np.uint32))
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad", [
+    dict(w_size=10), dict(n_cols=100), dict(x_dtype=np.float64), dict(out_shape=(3,)),
+    dict(ggml_type=15), dict(ggml_type=999), dict(x_shape=(2, 96)),
+])
+def test_bad_arguments_raise_value_error(bad):
+    n_rows, n_cols = 3, bad.get("n_cols", 96)
+    w = np.zeros(bad.get("w_size", n_rows * 3 * 20), np.uint8)
+    x = np.zeros(bad.get("x_shape", (96,)), bad.get("x_dtype", np.float32))
+    out = np.zeros(bad.get("out_shape", (n_rows,)), np.float32)
+    with pytest.raises(ValueError):
+        mm.matmul(w, bad.get("ggml_type", 3), n_rows, n_cols, x, out)
