@@ -117,12 +117,15 @@ class Context:
         if params.n_ubatch <= 0 or params.n_batch <= 0:
             raise BatchError("n_batch and n_ubatch must be > 0")
         self.n_ctx = params.n_ctx or hp.n_ctx_train
-        self.n_batch = min(self.n_ctx, params.n_batch) if params.n_ctx else params.n_batch
-        self.n_ubatch = min(self.n_batch, params.n_ubatch)
         self.n_seq_max = max(1, params.n_seq_max)
         self.weights = weights if weights is not None else self.arch.load_weights(mf.gguf, hp)
         self.cparams = _cparams(hp, params, self.n_ctx)
-        self.kv = _KVStore(hp, self.n_ctx, self.n_seq_max, self.cparams)
+        # llama_context: n_ctx padded to 256; one stream of n_ctx/n_seq_max cells per sequence
+        self.n_ctx = -(-self.n_ctx // 256) * 256
+        n_ctx_seq = -(-(self.n_ctx // self.n_seq_max) // 256) * 256
+        self.n_batch = min(self.n_ctx, params.n_batch) if hp.causal_attn else params.n_batch
+        self.n_ubatch = min(self.n_batch, params.n_ubatch)
+        self.kv = _KVStore(hp, n_ctx_seq, self.n_seq_max, self.cparams)
         pooling = params.pooling_type
         if pooling == PoolingType.UNSPECIFIED:
             pooling = hp.pooling_type if hp.pooling_type >= 0 else PoolingType.NONE
@@ -322,76 +325,75 @@ def _cparams(hp: C.HParams, p: ContextParams, n_ctx: int) -> _CParams:
 
 
 class _KVStore:
-    """F16 K/V per layer, one row per cell, plus the cell positions and sequence masks."""
+    """F16 K/V per layer and per sequence stream (llama.cpp's default non-unified cache: one
+    stream of cells per sequence), cell positions, and the attention masks of a ubatch."""
 
-    def __init__(self, hp: C.HParams, n_ctx: int, n_seq_max: int, cp: _CParams) -> None:
+    def __init__(self, hp: C.HParams, size: int, n_stream: int, cp: _CParams) -> None:
         self.hp = hp
-        self.size = n_ctx
+        self.size = size
+        self.n_stream = n_stream
         self.cp = cp
-        self.k = [np.zeros((n_ctx, hp.n_embd_k_gqa), dtype=np.uint16) for _ in range(hp.n_layer)]
-        self.v = [np.zeros((n_ctx, hp.n_embd_v_gqa), dtype=np.uint16) for _ in range(hp.n_layer)]
-        self.pos = np.full(n_ctx, -1, dtype=np.int64)
-        self.seq = np.zeros(n_ctx, dtype=np.uint64)
+        # F16 cache values held as float32 (F16 -> F32 is exact): rounded when stored
+        self.k = [np.zeros((n_stream, size, hp.n_embd_k_gqa), dtype=np.float32) for _ in range(hp.n_layer)]
+        self.v = [np.zeros((n_stream, size, hp.n_embd_v_gqa), dtype=np.float32) for _ in range(hp.n_layer)]
+        self.pos = np.full((n_stream, size), -1, dtype=np.int64)
         self.scratch = np.zeros(max(hp.n_embd_head_k, hp.n_rot, 2), dtype=np.float32)
         self._rope: dict[tuple[int, bool], C.RopeParams] = {}
-        self.slots = np.zeros(0, dtype=np.int64)
         self.ubatch = None
-        self._masks: dict[bool, tuple[np.ndarray, int]] = {}
+        self._groups: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._masks: dict[tuple[int, bool], tuple[np.ndarray, int]] = {}
 
     def clear(self) -> None:
         self.pos[:] = -1
-        self.seq[:] = 0
 
     def seq_pos_max(self, s: int) -> int:
-        sel = (self.seq & np.uint64(1 << s)) != 0
-        return int(self.pos[sel].max()) if sel.any() else -1
+        p = self.pos[s]
+        return int(p.max()) if (p >= 0).any() else -1
 
     def seq_rm(self, s: int, p0: int, p1: int) -> bool:
         p0 = 0 if p0 < 0 else p0
         p1 = np.iinfo(np.int64).max if p1 < 0 else p1
-        rng = (self.pos >= p0) & (self.pos < p1)
-        if s < 0:
-            self.seq[rng] = 0
-        else:
-            self.seq[rng] &= ~np.uint64(1 << s)
-        self.pos[self.seq == 0] = -1
+        streams = range(self.n_stream) if s < 0 else [s]
+        for st in streams:
+            rng = (self.pos[st] >= p0) & (self.pos[st] < p1)
+            self.pos[st][rng] = -1
         return True
 
     def begin(self, ub: UBatch) -> None:
-        """find_slot + apply_ubatch: claim free cells for the ubatch tokens, build the masks."""
-        n = len(ub.token)
-        free = np.nonzero(self.pos < 0)[0]
-        if len(free) < n:
-            raise KVCacheFullError(f"KV cache full: {n} tokens need cells, {len(free)} of "
-                                   f"{self.size} are free")
-        slots = free[:n]
-        self.pos[slots] = ub.pos
-        self.seq[slots] = np.left_shift(np.uint64(1), ub.seq_id.astype(np.uint64))
-        self.slots = slots
+        """find_slot + apply_ubatch: claim free cells of each sequence's stream."""
+        groups = []
+        for s in np.unique(ub.seq_id):
+            idx = np.nonzero(ub.seq_id == s)[0]
+            free = np.nonzero(self.pos[s] < 0)[0]
+            if len(free) < len(idx):
+                raise KVCacheFullError(f"KV cache full: sequence {int(s)} needs {len(idx)} cells, "
+                                       f"{len(free)} of {self.size} are free")
+            slots = free[:len(idx)]
+            self.pos[s, slots] = ub.pos[idx]
+            groups.append((int(s), idx, slots))
+        self._groups = groups
         self.ubatch = ub
         self._masks = {}
 
-    def mask(self, swa: bool) -> tuple[np.ndarray, int]:
-        """set_input_kq_mask: float32[n_tokens, n_kv] of 0 / -inf, and n_kv."""
-        if swa in self._masks:
-            return self._masks[swa]
-        ub = self.ubatch
-        used = np.nonzero(self.pos >= 0)[0]
-        n_kv = int(used.max()) + 1
-        cpos = self.pos[:n_kv][None, :]
-        cseq = self.seq[:n_kv][None, :]
-        tpos = ub.pos.astype(np.int64)[:, None]
-        tbit = np.left_shift(np.uint64(1), ub.seq_id.astype(np.uint64))[:, None]
-        ok = (cpos >= 0) & ((cseq & tbit) != 0)
+    def mask(self, s: int, idx: np.ndarray, swa: bool) -> tuple[np.ndarray, int]:
+        """set_input_kq_mask for the tokens idx of sequence s: float32[len(idx), n_kv], n_kv."""
+        key = (s, swa)
+        if key in self._masks:
+            return self._masks[key]
+        used = np.nonzero(self.pos[s] >= 0)[0]
+        # llama_kv_cache::get_n_kv: the used range padded to 256 cells, at most the cache size
+        n_kv = min(self.size, max(256, -(-(int(used.max()) + 1) // 256) * 256))
+        cpos = self.pos[s, :n_kv][None, :]
+        tpos = self.ubatch.pos[idx].astype(np.int64)[:, None]
+        ok = np.broadcast_to(cpos >= 0, (len(idx), n_kv)).copy()
         if self.hp.causal_attn:
             ok &= cpos <= tpos
         if swa:
-            if self.hp.swa_type == C.SwaType.STANDARD:
-                ok &= (tpos - cpos) < self.hp.n_swa
-            else:
+            if self.hp.swa_type != C.SwaType.STANDARD:
                 raise UnsupportedError(f"SWA type {self.hp.swa_type!r} is not supported")
+            ok &= (tpos - cpos) < self.hp.n_swa
         m = np.where(ok, np.float32(0.0), np.float32(-np.inf)).astype(np.float32)
-        self._masks[swa] = (m, n_kv)
+        self._masks[key] = (m, n_kv)
         return m, n_kv
 
     def rope_params(self, il: int, freq_factors: np.ndarray | None = None) -> C.RopeParams:
@@ -414,9 +416,15 @@ class _KVStore:
                softcap: float) -> np.ndarray:
         """Store k, v (rounded to F16) in the ubatch cells of layer il, then attend with q."""
         hp = self.hp
-        k16 = np.ascontiguousarray(k, dtype=np.float32).reshape(len(self.slots), -1).astype(np.float16)
-        v16 = np.ascontiguousarray(v, dtype=np.float32).reshape(len(self.slots), -1).astype(np.float16)
-        self.k[il][self.slots] = k16.view(np.uint16)
-        self.v[il][self.slots] = v16.view(np.uint16)
-        mask, n_kv = self.mask(hp.is_swa(il))
-        return C.attention(q, self.k[il], self.v[il], mask, n_kv, kq_scale, softcap, hp)
+        n = q.shape[0]
+        k = np.asarray(k, dtype=np.float32).reshape(n, -1).astype(np.float16)
+        v = np.asarray(v, dtype=np.float32).reshape(n, -1).astype(np.float16)
+        swa = hp.is_swa(il)
+        out = np.empty((n, hp.n_head * hp.n_embd_head_v), dtype=np.float32)
+        for s, idx, slots in self._groups:
+            self.k[il][s, slots] = k[idx]
+            self.v[il][s, slots] = v[idx]
+            mask, n_kv = self.mask(s, idx, swa)
+            out[idx] = C.attention(q[idx], self.k[il][s], self.v[il][s], mask, n_kv, kq_scale,
+                                   softcap, hp)
+        return out

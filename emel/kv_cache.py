@@ -429,7 +429,7 @@ class KVCache:
         for sid in sorted(seq_pos_max_rm):
             cells = self.v_cells[self.seq_to_stream[sid]]
             if cells.seq_pos_min(sid) <= seq_pos_max_rm[sid]:
-                pass
+                self.seq_rm(sid, cells.seq_pos_min(sid), seq_pos_max_rm[sid] + 1)
         for s in range(sinfo.n_stream()):
             self.v_heads[sinfo.strm[s]] = int(sinfo.idxs[s][-1]) + 1
 

@@ -73,7 +73,12 @@ def _arch_module(arch: str):
     get_arch = getattr(models, "get_arch", None)
     if get_arch is None:
         raise UnsupportedError(f"architecture {arch!r}: emel.models has no get_arch registry")
-    module = get_arch(arch)
+    try:
+        module = get_arch(arch)
+    except ModuleNotFoundError as e:  # registered, but its module is not there (yet)
+        if not (e.name or "").startswith("emel.models."):
+            raise
+        raise UnsupportedError(f"architecture {arch!r}: its module is missing ({e})") from e
     if module is None:
         raise UnsupportedError(f"unknown model architecture {arch!r}")
     return module

@@ -11,9 +11,10 @@ Differs from llama.cpp on purpose:
   "surrogateescape")` gives the file's bytes back); keys and tensor names must be valid UTF-8.
 - big-endian files are rejected (llama.cpp reports them as an impossible version too).
 
-Speed: gguf-py's GGUFReader builds numpy views element by element (~20 s for Gemma-3's 262k-token
-vocabulary). Here numeric arrays are single `np.frombuffer` reads and string arrays are one walk
-over their length prefixes followed by a single decode of all strings joined by an unused byte.
+Speed: gguf-py's GGUFReader builds numpy views element by element (~10-20 s for Gemma-3's
+262k-token vocabulary). Here numeric arrays are single `np.frombuffer` copies, and a string array
+is one compiled walk over its length prefixes (gguf/_scan.py), then one decode of all its strings
+joined by a byte none of them contains, split back apart.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GGUFError, ModelError
+from ._scan import join_strings, scan_strings
 from .types import (
     BLOCK_SIZES,
     GGUF_DEFAULT_ALIGNMENT,
@@ -185,7 +187,11 @@ def _load_bytes(path: Path, use_mmap: bool) -> np.ndarray:
             if size == 0:
                 return np.empty(0, np.uint8)
             if use_mmap:
-                return np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), np.uint8)
+                try:
+                    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                    return np.frombuffer(mm, np.uint8)
+                except OSError:  # a file system without mmap: read it instead, as llama.cpp does
+                    pass
             data = np.empty(size, np.uint8)
             if f.readinto(memoryview(data)) != size:
                 raise GGUFError(f"{path}: file shrank while reading it")
@@ -201,6 +207,8 @@ class _Cursor:
     __slots__ = ("arr", "buf", "size", "pos", "where")
 
     def __init__(self, arr: np.ndarray, where: str):
+        arr = arr.view()
+        arr.flags.writeable = False  # one signature for the scan kernels
         self.arr = arr
         self.buf = memoryview(arr)
         self.size = arr.shape[0]
@@ -365,44 +373,29 @@ def _read_array(cur: _Cursor, key: str, depth: int) -> tuple[Any, tuple]:
 def _read_string_array(cur: _Cursor, n: int, key: str) -> list[str]:
     """Walk `n` length-prefixed strings, then decode them all at once."""
     base = cur.pos
-    unpack = _U64.unpack_from
-    buf = cur.buf
-    starts = []
-    pos = base
-    try:
-        for _ in range(n):
-            starts.append(pos)
-            pos += 8 + unpack(buf, pos)[0]
-    except struct.error:
-        pos = cur.size + 1
-    if pos > cur.size:
-        raise cur.fail(f"truncated file: string {len(starts) - 1} of array {key!r} runs past "
-                       f"the end of the file ({cur.size} bytes)")
-    cur.pos = pos
+    starts = np.empty(n, np.int64)  # n * 8 <= bytes left, checked by the caller
+    present = np.zeros(256, np.bool_)
+    end = scan_strings(cur.arr, base, n, starts, present)
+    if end < 0:
+        raise cur.fail(f"truncated file: string {-end - 1} of array {key!r} runs past the end "
+                       f"of the file ({cur.size} bytes) or is longer than {GGUF_MAX_STRING_LENGTH}")
+    cur.pos = end
     if n == 0:
         return []
-    region = cur.arr[base:pos].copy()
-    prefix = np.asarray(starts, np.int64) - base
-    keep = np.ones(region.shape[0], np.bool_)
-    for j in range(8):
-        keep[prefix + j] = False
-    present = np.zeros(256, np.bool_)
-    present[region[keep]] = True
     free = np.flatnonzero(~present[:128])
     if free.size:
-        # Join the strings with a byte none of them contains; ASCII never occurs inside a UTF-8
-        # sequence, so the strict decode below succeeds exactly when every string is valid.
+        # Join the strings with an ASCII byte none of them contains. ASCII never occurs inside a
+        # UTF-8 sequence, so the strict decode succeeds exactly when every string is valid.
         sep = int(free[0])
-        region[prefix + 7] = sep
-        keep[prefix[1:] + 7] = True
+        out = np.empty(end - base - 7 * n - 1, np.uint8)
+        join_strings(cur.arr, starts, n, end, sep, out)
         try:
-            out = region[keep].tobytes().decode("utf-8").split(chr(sep))
-            if len(out) == n:
-                return out
+            return str(memoryview(out), "utf-8").split(chr(sep))
         except UnicodeDecodeError:
             pass
-    return [buf[s + 8:e].tobytes().decode("utf-8", "surrogateescape")
-            for s, e in zip(starts, starts[1:] + [pos])]
+    bounds = starts.tolist() + [end]
+    return [cur.buf[bounds[i] + 8:bounds[i + 1]].tobytes().decode("utf-8", "surrogateescape")
+            for i in range(n)]
 
 
 def _read_tensor_info(cur: _Cursor, i: int) -> tuple:

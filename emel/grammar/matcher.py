@@ -434,18 +434,20 @@ def _reject_for_stack(g: Grammar, stack: Stack, cands):
 
 
 def _check_left_recursion(rules, names: dict[int, str]) -> None:
+    """llama_grammar_detect_left_recursion, iterative (generated rule chains can be deep).
+
+    A rule finished without finding recursion cannot reach a rule in progress through its
+    leftmost references, so it is not walked again (llama.cpp walks it again, to the same end).
+    """
     n = len(rules)
     visited = [False] * n
     in_progress = [False] * n
     may_be_empty = [False] * n
 
-    def detect(i: int) -> bool:
-        if in_progress[i]:
-            return True
+    def enter(i: int) -> None:
         in_progress[i] = True
-        rule = rules[i]
         at_start = True
-        for t, _ in rule:
+        for t, _ in rules[i]:
             if t in (END, ALT):
                 if at_start:
                     may_be_empty[i] = True
@@ -453,25 +455,42 @@ def _check_left_recursion(rules, names: dict[int, str]) -> None:
                 at_start = True
             else:
                 at_start = False
-        recurse = True
-        for t, v in rule:
-            if t == RULE_REF and recurse:
-                if detect(v):
-                    return True
-                if not may_be_empty[v]:
-                    recurse = False
-            elif t in (END, ALT):
-                recurse = True
-            else:
-                recurse = False
-        in_progress[i] = False
-        visited[i] = True
-        return False
 
-    for i in range(n):
-        if not visited[i] and detect(i):
-            raise GrammarError(f"unsupported grammar: left recursion detected for rule "
-                               f"'{names.get(i, i)}' (index {i})")
+    for root in range(n):
+        if visited[root]:
+            continue
+        enter(root)
+        stack = [[root, 0, True]]  # rule, element index, recurse into the next nonterminal
+        while stack:
+            frame = stack[-1]
+            i, k, recurse = frame
+            rule = rules[i]
+            if k >= len(rule):
+                in_progress[i] = False
+                visited[i] = True
+                stack.pop()
+                if stack:
+                    parent = stack[-1]
+                    if not may_be_empty[i]:
+                        parent[2] = False
+                    parent[1] += 1
+                continue
+            t, v = rule[k]
+            if t == RULE_REF and recurse:
+                if in_progress[v]:
+                    raise GrammarError(f"unsupported grammar: left recursion detected for rule "
+                                       f"'{names.get(v, v)}' (index {v})")
+                if not visited[v]:
+                    enter(v)
+                    stack.append([v, 0, True])
+                    continue
+                if not may_be_empty[v]:
+                    frame[2] = False
+            elif t in (END, ALT):
+                frame[2] = True
+            else:
+                frame[2] = False
+            frame[1] += 1
 
 
 __all__ = ["GreType", "Grammar", "GrammarState", "decode_utf8", "DEAD", "NO_PARTIAL"]

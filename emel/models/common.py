@@ -300,16 +300,30 @@ def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
 
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.ndarray,
               n_kv: int, kq_scale: float, softcap: float, hp: HParams) -> np.ndarray:
-    """build_attn_mha without flash attention: q float32[n_tokens, n_head, n_embd_head_k];
-    k_cache/v_cache uint16 F16 rows per cell; mask float32[n_tokens, n_kv]. Returns
-    float32[n_tokens, n_head * n_embd_head_v]."""
+    """build_attn_mha without flash attention.
+
+    q: float32[n_tokens, n_head, n_embd_head_k]; k_cache/v_cache: float32 rows per cell holding
+    F16-rounded values; mask: float32[n_tokens, n_kv]. ggml_compute_forward_mul_mat takes
+    llamafile's tinyBLAS for batches of >= 2 tokens when the shapes allow (m % 4, k % 16) and
+    ggml_vec_dot_f16 otherwise; the two sum in different orders. Returns
+    float32[n_tokens, n_head * n_embd_head_v].
+    """
     n_tokens = q.shape[0]
     out = np.empty((n_tokens, hp.n_head * hp.n_embd_head_v), dtype=np.float32)
     scores = np.empty(max(n_kv, 1), dtype=np.float32)
     q16 = np.empty(hp.n_embd_head_k, dtype=np.float32)
+    lanes = np.empty(64, dtype=np.float32)
+    sgemm_kq = n_tokens >= 2 and n_kv % 4 == 0 and hp.n_embd_head_k % 16 == 0
+    sgemm_kqv = n_tokens >= 2 and hp.n_embd_head_v % 4 == 0 and n_kv % 16 == 0
     ops.attention_f16kv(np.ascontiguousarray(q).reshape(-1), k_cache.reshape(-1),
                         v_cache.reshape(-1), np.ascontiguousarray(mask).reshape(-1),
                         out.reshape(-1), n_tokens, hp.n_head, hp.n_head_kv, hp.n_embd_head_k,
                         hp.n_embd_head_v, n_kv, np.float32(kq_scale), np.float32(softcap),
-                        F16_TABLE, scores, q16)
+                        sgemm_kq, sgemm_kqv, scores, q16, lanes)
     return out
+
+
+def softcap(x: np.ndarray, cap: float) -> None:
+    """In place: x = tanh(x / cap) * cap (final logit soft-capping)."""
+    flat = x.reshape(-1)
+    ops.tanh_softcap_f32(flat, flat, flat.size, np.float32(cap))

@@ -66,9 +66,14 @@ class Linear:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x: float32[n_tokens, n_cols] -> float32[n_tokens, n_rows]."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        km = _kernel_matmul()
+        if km is not None:
+            out = np.empty((x.shape[0], self.n_rows), dtype=np.float32)
+            return km(self.data, int(self.ggml_type), self.n_rows, self.n_cols, x, out)
         if self._impl is None:
             self._impl = _StandinMatmul(self)
-        return self._impl(np.ascontiguousarray(x, dtype=np.float32))
+        return self._impl(x)
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """ggml_get_rows: float32[len(ids), n_cols] (ids checked by the caller)."""

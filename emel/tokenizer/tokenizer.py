@@ -45,6 +45,25 @@ class Tokenizer:
     def is_eog(self, token: int) -> bool:
         return self.vocab.is_eog(token)
 
+    @property
+    def nl(self) -> int:
+        """The newline token (llama_vocab_nl), found as impl::load finds it."""
+        v = self.vocab
+        # load() looks for it before reading special ids, so a fallback is the default pad id
+        default_pad = {VocabType.WPM: 0, VocabType.UGM: 0, VocabType.PLAMO2: 3}.get(v.type, TOKEN_NULL)
+        if v.type == VocabType.SPM:
+            try:
+                return v.byte_to_token(10)
+            except TokenizerError:
+                return default_pad
+        if v.type == VocabType.WPM:
+            return default_pad
+        ids: list[int] = []
+        self._tokenizer().tokenize(b"\n", ids)
+        if not ids and v.type == VocabType.RWKV:
+            raise TokenizerError("model vocab missing newline token")
+        return ids[0] if ids else default_pad
+
     # -- tokenize ----------------------------------------------------------------------------
     def tokenize(self, text: str | bytes, add_special: bool = True,
                  parse_special: bool = False) -> list[int]:

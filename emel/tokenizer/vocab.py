@@ -1,9 +1,9 @@
 """The vocabulary: tokens, scores, attributes, merges and special ids from GGUF metadata.
 
-Follows llama.cpp src/llama-vocab.cpp `llama_vocab::impl::load`. Differences on purpose:
-- where llama.cpp picks the first matching token while iterating its `std::unordered_map`
-  (auto-detected EOT and FIM ids), emel picks the lowest token id among the matches;
-- special tokens of equal length are ordered by id (llama.cpp's `std::sort` is unstable).
+Follows llama.cpp src/llama-vocab.cpp `llama_vocab::impl::load`. Where llama.cpp keeps the first
+match while iterating its `std::unordered_map` (auto-detected EOT and FIM ids), emel replays
+libstdc++'s iteration order (stdmap.py). Difference on purpose: special tokens of equal length
+are ordered by id (llama.cpp's `std::sort` is unstable, so its order there is unspecified).
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def _load(meta: dict) -> Vocab:
     model = str(model)
     pre = str(_get(meta, "pre", "") or "")
     o: dict = dict(add_space_prefix=False, add_bos=False, add_eos=False, add_sep=False,
-                   ignore_merges=False, clean_spaces=False, escape_whitespaces=True, lowercase=False)
+                   ignore_merges=False, clean_spaces=False, escape_whitespaces=True, lowercase=True)
     ids = dict(bos=1, eos=2, eot=TOKEN_NULL, eom=TOKEN_NULL, unk=0, sep=TOKEN_NULL, pad=TOKEN_NULL,
                mask=TOKEN_NULL, fim_pre=TOKEN_NULL, fim_suf=TOKEN_NULL, fim_mid=TOKEN_NULL,
                fim_pad=TOKEN_NULL, fim_rep=TOKEN_NULL, fim_sep=TOKEN_NULL)
@@ -388,9 +388,17 @@ def _load(meta: dict) -> Vocab:
         if not attrs[tid] & TokenAttr.CONTROL:
             attrs[tid] |= TokenAttr.CONTROL
 
+    rank = None
+
     def first_of(names: list[str]) -> int:
+        nonlocal rank
         found = [token_to_id[b] for b in (s.encode() for s in names) if b in token_to_id]
-        return min(found) if found else TOKEN_NULL
+        if len(found) < 2:
+            return found[0] if found else TOKEN_NULL
+        if rank is None:
+            from .stdmap import iteration_rank
+            rank = iteration_rank(tokens)
+        return min(found, key=lambda t: rank[t])
 
     for slot, names in (("eot", _EOT_NAMES), ("eom", _EOM_NAMES), ("fim_pre", _FIM_PRE_NAMES),
                         ("fim_suf", _FIM_SUF_NAMES), ("fim_mid", _FIM_MID_NAMES),

@@ -24,7 +24,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit
-from numba.core import types
+from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 ROPE_NORMAL = 0  # GGML_ROPE_TYPE_NORMAL
@@ -84,11 +84,9 @@ def f16_table() -> np.ndarray:
 
 def gelu_f16_table() -> np.ndarray:
     """float32[65536]: ggml_table_gelu_f16, gelu_tanh of every F16 value rounded to F16."""
-    x = f16_table()
-    with np.errstate(all="ignore"):
-        inner = SQRT_2_OVER_PI * x * (np.float32(1.0) + GELU_COEF_A * x * x)
-        y = np.float32(0.5) * x * (np.float32(1.0) + np.tanh(inner.astype(np.float32)))
-    return y.astype(np.float32).astype(np.float16).astype(np.float32)
+    out = np.empty(65536, dtype=np.float32)
+    _gelu_table(f16_table(), out)
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -96,6 +94,149 @@ def f32_to_f16_array(x, out, n):
     """out[i] = f16 bits of x[i]; x: float32[n], out: uint16[n]."""
     for i in range(n):
         out[i] = f32_to_f16_bits(x[i])
+
+
+# ---------------------------------------------------------------------------------------------
+# Float helpers with ggml's x86 (AVX-512) operation order
+
+
+@intrinsic
+def _fma32(typingctx, a, b, c):
+    """a*b + c with one rounding (llvm.fma.f32, like _mm512_fmadd_ps)."""
+    if not (a == types.float32 and b == types.float32 and c == types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        f32 = ir.FloatType()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32, [f32] * 3),
+                                            "llvm.fma.f32")
+        return builder.call(fn, list(args))
+
+    return types.float32(types.float32, types.float32, types.float32), codegen
+
+
+@intrinsic
+def _u32_as_f32(typingctx, x):
+    """The float32 whose bits are the low 32 bits of the integer x."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = context.cast(builder, args[0], signature.args[0], types.uint32)
+        return builder.bitcast(v, ir.FloatType())
+
+    return types.float32(x), codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def fma32(a, b, c):
+    """Fused a*b + c in float32."""
+    return _fma32(np.float32(a), np.float32(b), np.float32(c))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pow2(n):
+    """2**n as float32 for integer n in [-126, 127]."""
+    return _u32_as_f32(np.uint32((n + 127) << 23))
+
+
+_EXP_R = np.float32(float.fromhex("0x1.8p23"))
+_EXP_LOG2E = np.float32(float.fromhex("0x1.715476p+0"))
+_EXP_LN2_HI = np.float32(float.fromhex("0x1.62e4p-1"))
+_EXP_LN2_LO = np.float32(float.fromhex("0x1.7f7d1cp-20"))
+_EXP_C5 = np.float32(float.fromhex("0x1.0e4020p-7"))
+_EXP_C4 = np.float32(float.fromhex("0x1.573e2ep-5"))
+_EXP_C3 = np.float32(float.fromhex("0x1.555e66p-3"))
+_EXP_C2 = np.float32(float.fromhex("0x1.fffdb6p-2"))
+_EXP_C1 = np.float32(float.fromhex("0x1.ffffecp-1"))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def v_expf(x):
+    """One lane of ggml_v_expf (vec.h, AVX-512 build): exp(x) to ~1.5 ulp."""
+    x = np.float32(x)
+    z = _fma32(x, _EXP_LOG2E, _EXP_R)
+    n = np.float32(z - _EXP_R)
+    if abs(n) > np.float32(192.0) or n != n:
+        if n <= np.float32(0.0) or n != n:
+            return np.float32(0.0)
+        return np.float32(np.inf)
+    b = _fma32(-n, _EXP_LN2_LO, _fma32(-n, _EXP_LN2_HI, x))
+    u = np.float32(b * b)
+    j = _fma32(_fma32(_fma32(_EXP_C5, b, _EXP_C4), u, _fma32(_EXP_C3, b, _EXP_C2)), u,
+               _fma32(_EXP_C1, b, np.float32(1.0)))
+    ni = np.int64(n)
+    if ni >= -126 and ni <= 127:
+        return np.float32(j * _pow2(ni))
+    if ni < -126:
+        return np.float32(np.float32(j * _pow2(-126)) * _pow2(ni + 126))
+    return np.float32(np.float32(j * _pow2(127)) * _pow2(ni - 127))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def reduce16(lanes, o):
+    """_mm512_reduce_add_ps of lanes[o:o+16] in GCC's order (halves, quarters, pairs)."""
+    t0 = lanes[o + 0] + lanes[o + 8]
+    t1 = lanes[o + 1] + lanes[o + 9]
+    t2 = lanes[o + 2] + lanes[o + 10]
+    t3 = lanes[o + 3] + lanes[o + 11]
+    t4 = lanes[o + 4] + lanes[o + 12]
+    t5 = lanes[o + 5] + lanes[o + 13]
+    t6 = lanes[o + 6] + lanes[o + 14]
+    t7 = lanes[o + 7] + lanes[o + 15]
+    u0 = t0 + t4
+    u1 = t1 + t5
+    u2 = t2 + t6
+    u3 = t3 + t7
+    return np.float32(np.float32(u0 + u2) + np.float32(u1 + u3))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def dot_sgemm16(a, ao, b, bo, k, lanes):
+    """One output of llamafile's tinyBLAS<16, __m512> (F16 x F16, values as float32): 16 lanes,
+    one FMA chain per lane over k (k % 16 == 0), then reduce16. lanes: float32[>= 16] scratch."""
+    for i in range(16):
+        lanes[i] = np.float32(0.0)
+    for l in range(0, k, 16):
+        for i in range(16):
+            lanes[i] = _fma32(a[ao + l + i], b[bo + l + i], lanes[i])
+    return reduce16(lanes, 0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def dot_vec_f16(a, ao, b, bo, n, lanes):
+    """ggml_vec_dot_f16 (AVX-512, values as float32): 4 x 16 FMA lanes over blocks of 64, reduced
+    (0+2, 1+3, 0+1, reduce16), leftovers added in double. lanes: float32[>= 64] scratch."""
+    np64 = n & ~63
+    for i in range(64):
+        lanes[i] = np.float32(0.0)
+    for i in range(0, np64, 64):
+        for j in range(64):
+            lanes[j] = _fma32(a[ao + i + j], b[bo + i + j], lanes[j])
+    for i in range(16):
+        lanes[i] = lanes[i] + lanes[32 + i]
+        lanes[16 + i] = lanes[16 + i] + lanes[48 + i]
+    for i in range(16):
+        lanes[i] = lanes[i] + lanes[16 + i]
+    s = np.float64(reduce16(lanes, 0))
+    for i in range(np64, n):
+        s += np.float64(np.float32(a[ao + i] * b[bo + i]))
+    return np.float32(s)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def round_f16(x):
+    """x rounded to the nearest F16 value, as float32."""
+    h = np.uint32(f32_to_f16_bits(x))
+    sign = (h & np.uint32(0x8000)) << np.uint32(16)
+    e = (h >> np.uint32(10)) & np.uint32(0x1F)
+    m = h & np.uint32(0x3FF)
+    if e == 0:
+        v = np.float32(m) * np.float32(5.960464477539063e-08)  # m * 2^-24, exact
+        return -v if sign else v
+    if e == 31:
+        return _u32_as_f32(sign | np.uint32(0x7F800000) | (m << np.uint32(13)))
+    return _u32_as_f32(sign | ((e + np.uint32(112)) << np.uint32(23)) | (m << np.uint32(13)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,23 +294,31 @@ def scale_f32(x, s, out, n):
 
 @njit(cache=True, nogil=True)
 def silu_f32(x, out, n):
-    """out = x / (1 + exp(-x)) in float32 (ggml_silu_f32)."""
-    for i in range(n):
+    """out = x / (1 + exp(-x)): ggml_v_silu on blocks of 16, ggml_silu_f32 (expf) on the tail."""
+    n16 = n & ~15
+    for i in range(n16):
+        v = x[i]
+        out[i] = v / (np.float32(1.0) + v_expf(-v))
+    for i in range(n16, n):
         v = x[i]
         out[i] = v / (np.float32(1.0) + np.float32(math.exp(-v)))
 
 
 @njit(cache=True, nogil=True)
 def swiglu_f32(x, g, out, n_rows, n_cols, x_stride, g_stride):
-    """out[r] = silu(x[r]) * g[r]; rows of x and g start at r*x_stride and r*g_stride."""
+    """out[r] = silu(x[r]) * g[r] (ggml_vec_swiglu_f32); rows of x and g start at r*x_stride
+    and r*g_stride."""
+    n16 = n_cols & ~15
     for r in range(n_rows):
         xb = r * x_stride
         gb = r * g_stride
         ob = r * n_cols
-        for c in range(n_cols):
+        for c in range(n16):
             v = x[xb + c]
-            s = v / (np.float32(1.0) + np.float32(math.exp(-v)))
-            out[ob + c] = s * g[gb + c]
+            out[ob + c] = np.float32(v / (np.float32(1.0) + v_expf(-v))) * g[gb + c]
+        for c in range(n16, n_cols):
+            v = x[xb + c]
+            out[ob + c] = np.float32(v / (np.float32(1.0) + np.float32(math.exp(-v)))) * g[gb + c]
 
 
 @njit(cache=True, nogil=True)
@@ -280,16 +429,16 @@ def rope_f32(x, pos, n_tokens, n_head, head_dim, n_dims, neox, freq_base, freq_s
                     s = cache[i0 + 1]
                     x0 = x[base + ic]
                     x1 = x[base + ic + half]
-                    x[base + ic] = np.float32(x0 * c) - np.float32(x1 * s)
-                    x[base + ic + half] = np.float32(x0 * s) + np.float32(x1 * c)
+                    x[base + ic] = _fma32(x0, c, -np.float32(x1 * s))
+                    x[base + ic + half] = _fma32(x0, s, np.float32(x1 * c))
             else:
                 for i0 in range(0, n_dims, 2):
                     c = cache[i0]
                     s = cache[i0 + 1]
                     x0 = x[base + i0]
                     x1 = x[base + i0 + 1]
-                    x[base + i0] = np.float32(x0 * c) - np.float32(x1 * s)
-                    x[base + i0 + 1] = np.float32(x0 * s) + np.float32(x1 * c)
+                    x[base + i0] = _fma32(x0, c, -np.float32(x1 * s))
+                    x[base + i0 + 1] = _fma32(x0, s, np.float32(x1 * c))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,57 +447,103 @@ def rope_f32(x, pos, n_tokens, n_head, head_dim, n_dims, neox, freq_base, freq_s
 
 @njit(cache=True, nogil=True)
 def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k,
-                    head_dim_v, n_kv, kq_scale, softcap, f16tab, scores, q16):
-    """Causal/masked GQA attention, llama.cpp's non-flash path.
+                    head_dim_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, scores, q16, lanes):
+    """Masked GQA attention, llama.cpp's non-flash path (build_attn_mha), one ubatch.
 
-    q: float32[n_tokens*n_head*head_dim_k]; k_cache: uint16 (F16) [n_kv*n_head_kv*head_dim_k];
-    v_cache: uint16 (F16) [n_kv*n_head_kv*head_dim_v] (row per cell, not transposed);
-    mask: float32[n_tokens*n_kv] (0 or -inf); out: float32[n_tokens*n_head*head_dim_v];
-    scores: float32[n_kv] scratch; q16: float32[head_dim_k] scratch. softcap 0 means off.
+    q: float32[n_tokens*n_head*head_dim_k]; k_cache: float32[n_kv*n_head_kv*head_dim_k] and
+    v_cache: float32[n_kv*n_head_kv*head_dim_v], one row per cell, holding F16-rounded values;
+    mask: float32[n_tokens*n_kv] (0 or -inf); out: float32[n_tokens*n_head*head_dim_v].
+    sgemm_kq/sgemm_kqv choose llamafile's tinyBLAS order (prompt batches) over ggml_vec_dot_f16's
+    (single tokens), as ggml_compute_forward_mul_mat does. softcap 0 means off.
+    Scratch: scores float32[n_kv], q16 float32[head_dim_k], lanes float32[64].
+    Masked cells are skipped: their terms are exact zeros in every sum, wherever they sit.
     """
     n_gqa = n_head // n_head_kv
     row_k = n_head_kv * head_dim_k
     row_v = n_head_kv * head_dim_v
-    acc = np.zeros(head_dim_v, dtype=np.float64)
     for t in range(n_tokens):
         mrow = t * n_kv
         for h in range(n_head):
             hk = h // n_gqa
             qb = (t * n_head + h) * head_dim_k
             for d in range(head_dim_k):
-                q16[d] = f16tab[f32_to_f16_bits(q[qb + d])]
-            mx = -np.inf
+                q16[d] = round_f16(q[qb + d])
+            # kq, soft-capping, soft_max_ext (scale, mask, max)
+            mx = np.float32(-np.inf)
             for j in range(n_kv):
+                m = mask[mrow + j]
+                if m == -np.inf:
+                    scores[j] = m
+                    continue
                 kb = j * row_k + hk * head_dim_k
-                s = 0.0
-                for d in range(head_dim_k):
-                    s += np.float64(q16[d]) * np.float64(f16tab[k_cache[kb + d]])
-                v = np.float32(s)
+                if sgemm_kq:
+                    v = dot_sgemm16(q16, 0, k_cache, kb, head_dim_k, lanes)
+                else:
+                    v = dot_vec_f16(k_cache, kb, q16, 0, head_dim_k, lanes)
                 if softcap != 0.0:
-                    v = np.float32(math.tanh(np.float32(v * np.float32(np.float32(1.0) / softcap)))) * softcap
-                v = np.float32(v * kq_scale) + mask[mrow + j]
+                    v = np.float32(np.float32(math.tanh(np.float32(v * np.float32(np.float32(1.0) / softcap)))) * softcap)
+                v = np.float32(v * kq_scale) + m
                 scores[j] = v
                 if v > mx:
                     mx = v
+            # exp in blocks of 16 (ggml_v_expf, reduce16 into a double), expf on the tail
             total = 0.0
-            for j in range(n_kv):
-                if scores[j] == -np.inf:
-                    scores[j] = np.float32(0.0)
-                else:
-                    e = np.float32(math.exp(np.float32(scores[j] - mx)))
-                    scores[j] = e
-                    total += e
+            n16 = n_kv & ~15
+            for j0 in range(0, n16, 16):
+                for i in range(16):
+                    e = v_expf(np.float32(scores[j0 + i] - mx))
+                    scores[j0 + i] = e
+                    lanes[i] = e
+                total += np.float64(reduce16(lanes, 0))
+            for j in range(n16, n_kv):
+                e = np.float32(math.exp(np.float32(scores[j] - mx)))
+                scores[j] = e
+                total += np.float64(e)
             inv = np.float32(1.0 / total)
-            for d in range(head_dim_v):
-                acc[d] = 0.0
             for j in range(n_kv):
-                p = scores[j]
-                if p == 0.0:
-                    continue
-                p16 = np.float64(f16tab[f32_to_f16_bits(np.float32(p * inv))])
-                vb = j * row_v + hk * head_dim_v
-                for d in range(head_dim_v):
-                    acc[d] += p16 * np.float64(f16tab[v_cache[vb + d]])
+                scores[j] = round_f16(np.float32(scores[j] * inv))
+            # kqv: one dot per output value over the cells (V read column-wise)
             ob = (t * n_head + h) * head_dim_v
             for d in range(head_dim_v):
-                out[ob + d] = np.float32(acc[d])
+                vb = hk * head_dim_v + d
+                if sgemm_kqv:
+                    for i in range(16):
+                        lanes[i] = np.float32(0.0)
+                    for j in range(n_kv):
+                        p = scores[j]
+                        if p != 0.0:
+                            lanes[j & 15] = _fma32(v_cache[j * row_v + vb], p, lanes[j & 15])
+                    out[ob + d] = reduce16(lanes, 0)
+                else:
+                    out[ob + d] = _dot_vec_f16_strided(v_cache, vb, row_v, scores, n_kv, lanes)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dot_vec_f16_strided(v, vo, stride, p, n, lanes):
+    """dot_vec_f16 of v[vo + j*stride] (j < n) with p[j], skipping p == 0 terms (exact)."""
+    np64 = n & ~63
+    for i in range(64):
+        lanes[i] = np.float32(0.0)
+    for j in range(np64):
+        pj = p[j]
+        if pj != 0.0:
+            lanes[j & 63] = _fma32(v[vo + j * stride], pj, lanes[j & 63])
+    for i in range(16):
+        lanes[i] = lanes[i] + lanes[32 + i]
+        lanes[16 + i] = lanes[16 + i] + lanes[48 + i]
+    for i in range(16):
+        lanes[i] = lanes[i] + lanes[16 + i]
+    s = np.float64(reduce16(lanes, 0))
+    for j in range(np64, n):
+        s += np.float64(np.float32(v[vo + j * stride] * p[j]))
+    return np.float32(s)
+
+
+@njit(cache=True, nogil=True)
+def _gelu_table(x16, out):
+    """ggml_gelu_f32 of every F16 value (tanhf; GCC contracts 1 + a*x*x into an FMA), to F16."""
+    for i in range(65536):
+        x = x16[i]
+        inner = np.float32(np.float32(SQRT_2_OVER_PI * x) * _fma32(np.float32(GELU_COEF_A * x), x, np.float32(1.0)))
+        y = np.float32(np.float32(np.float32(0.5) * x) * np.float32(np.float32(1.0) + np.float32(math.tanh(inner))))
+        out[i] = round_f16(y)

@@ -10,6 +10,8 @@ layer maps to its EmelError subclasses, since `kernels` never imports `emel`):
     dequantize(data, ggml_type, n_elements, out=None) -> float32[n_elements]
         F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ2_XXS,
         IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4, NVFP4.
+    get_rows(data, ggml_type, n_cols, rows, out=None) -> float32[len(rows) * n_cols]
+        rows `rows` (int32/int64 ids) of a 2-D tensor with rows of n_cols values (token_embd)
     quantize(x, ggml_type, out=None) -> uint8[nbytes]
         F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (the *_ref functions, bit-exact with gguf-py)
         and Q8_K (quantize_row_q8K_ref; gguf-py has no Q8_K).
@@ -18,6 +20,8 @@ njit-callable entry points (no checks: the caller guarantees n is a whole number
 that data[byte_offset:byte_offset + nbytes] and out[out_offset:out_offset + n] are in bounds):
     dequantize_row(data, byte_offset, n, out, out_offset, ggml_type)   any type above, e.g. the
         token_embd row of a get_rows: byte_offset = row * row_nbytes, n = n_embd
+    dequantize_rows(data, row_nbytes, n_cols, rows, out, ggml_type)    ggml get_rows: row rows[r] into
+        out[r * n_cols:]; returns 0, -1 for an unknown type, -2 if a row is past the end of data
     dequantize_row_<type>(data, byte_offset, n, out, out_offset)       one type, smaller to compile:
         dequantize_row_{f32,f16,bf16,q4_0,q4_1,q5_0,q5_1,q8_0,q2_k,q3_k,q4_k,q5_k,q6_k,q8_k,
         iq2_xxs,iq2_xs,iq2_s,iq3_xxs,iq3_s,iq1_s,iq1_m,iq4_nl,iq4_xs,tq1_0,tq2_0,mxfp4,nvfp4}
@@ -75,7 +79,7 @@ QUANTIZE_TYPES = frozenset((
 _CHUNK = 16384
 
 __all__ = [
-    "dequantize", "quantize", "dequantize_row", "quantize_row", "DEQUANTIZE_TYPES",
+    "dequantize", "quantize", "get_rows", "dequantize_row", "dequantize_rows", "quantize_row", "DEQUANTIZE_TYPES",
     "QUANTIZE_TYPES", "row_nbytes", "type_name", "f16_to_f32", "f32_to_f16", "read_f16",
 ]
 
@@ -103,6 +107,41 @@ def dequantize(data: np.ndarray, ggml_type: int, n_elements: int, out: np.ndarra
             raise ValueError(f"dequantize: out holds {out.size} values, expected {n_elements}")
     if n_elements:
         _dequantize_chunks(_readonly_1d(data), n_elements, out.reshape(-1), ggml_type)
+    return out
+
+
+def get_rows(data: np.ndarray, ggml_type: int, n_cols: int, rows: np.ndarray,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """Dequantize rows `rows` of a 2-D ggml_type tensor (data: all its bytes, rows of n_cols values).
+
+    ggml's get_rows (the token embedding lookup). Returns float32[len(rows) * n_cols], row r of
+    the result being tensor row rows[r]. Raises ValueError for a row id outside the tensor, and
+    TypeError / ValueError / NotImplementedError as `dequantize` does.
+    """
+    ggml_type = _check_type(ggml_type, DEQUANTIZE_TYPES, "get_rows")
+    n_cols = _check_count(n_cols)
+    _check_array(data, np.uint8, "data")
+    row_bytes = row_nbytes(ggml_type, n_cols)
+    if not isinstance(rows, np.ndarray) or rows.dtype not in (np.int32, np.int64) or rows.ndim != 1:
+        raise TypeError("rows must be a 1-D int32 or int64 numpy array")
+    n_rows = data.size // row_bytes if row_bytes else 0
+    if row_bytes and data.size % row_bytes:
+        raise ValueError(f"get_rows {type_name(ggml_type)}: data holds {data.size} bytes, not a whole "
+                         f"number of {row_bytes}-byte rows")
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        bad = int(rows[(rows < 0) | (rows >= n_rows)][0])
+        raise ValueError(f"get_rows: row {bad} is outside the tensor's {n_rows} rows")
+    n_out = rows.size * n_cols
+    if out is None:
+        out = np.empty(n_out, dtype=np.float32)
+    else:
+        _check_array(out, np.float32, "out")
+        if out.size != n_out:
+            raise ValueError(f"get_rows: out holds {out.size} values, expected {n_out}")
+    if n_out:
+        status = dequantize_rows(_readonly_1d(data), row_bytes, n_cols, _readonly_1d(rows.astype(np.int64)),
+                                 out.reshape(-1), ggml_type)
+        assert status == 0, status  # the checks above rule out both failure codes
     return out
 
 
@@ -191,6 +230,22 @@ def dequantize_row(data, byte_offset, n, out, out_offset, ggml_type):
 
 
 @njit(cache=True, nogil=True)
+def dequantize_rows(data, row_nbytes, n_cols, rows, out, ggml_type):
+    """ggml get_rows: dequantize row rows[r] (n_cols values, row_nbytes bytes each) of the tensor
+    in data into out[r * n_cols:(r + 1) * n_cols]. data: uint8[], rows: int64[], out: float32[].
+    Returns 0; -1 for a type without a kernel, -2 for a row past the end of data (nothing
+    written in either case)."""
+    n_rows = data.size // row_nbytes
+    for r in range(rows.size):
+        if rows[r] < 0 or rows[r] >= n_rows:
+            return -2
+    for r in range(rows.size):
+        if dequantize_row(data, rows[r] * row_nbytes, n_cols, out, r * n_cols, ggml_type) != 0:
+            return -1
+    return 0
+
+
+@njit(cache=True, nogil=True)
 def quantize_row(x, x_offset, n, out, byte_offset, ggml_type):
     """Quantize n float32 values x[x_offset:] to ggml_type blocks at out[byte_offset:]; returns 0,
     or -1 for a type without a kernel (nothing written). x: float32[], out: uint8[]."""
@@ -252,7 +307,7 @@ def _block_traits(ggml_type):
 def _readonly_1d(a: np.ndarray) -> np.ndarray:
     # Numba compiles a separate specialization for read-only arrays (GGUF memory maps are
     # read-only); passing inputs always read-only keeps one compiled version per kernel.
-    view = a.reshape(-1).view()
+    view = a.reshape(-1).view(np.ndarray)  # also drops subclasses such as np.memmap
     view.flags.writeable = False
     return view
 

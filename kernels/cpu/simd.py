@@ -29,7 +29,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-SIMD_VERSION = 3
+SIMD_VERSION = 5
 
 _FEATURES = _llvm_binding.get_host_cpu_features()
 HAS_AVX2 = all(_FEATURES.get(f, False) for f in ("avx2", "fma", "f16c"))
@@ -133,6 +133,7 @@ class _Ops:
     def __init__(self, b):
         self.b = b
         self.maddubs = _fn(b, "llvm.x86.avx2.pmadd.ub.sw", _V(_i16, 16), [_V(_i8, 32), _V(_i8, 32)])
+        self.psign = _fn(b, "llvm.x86.avx2.psign.b", _V(_i8, 32), [_V(_i8, 32), _V(_i8, 32)])
         self.maddwd = _fn(b, "llvm.x86.avx2.pmadd.wd", _V(_i32, 8), [_V(_i16, 16), _V(_i16, 16)])
         self.maddwd128 = _fn(b, "llvm.x86.sse2.pmadd.wd", _V(_i32, 4), [_V(_i16, 8), _V(_i16, 8)])
         self.fma8 = _fn(b, "llvm.fma.v8f32", _V8F, [_V8F] * 3)
@@ -144,15 +145,6 @@ class _Ops:
     def us8_lanes(self, ux, sy):
         """8 int32 lanes: lane l = sum of ux[k]*sy[k] for k in 4l..4l+3 (ux unsigned bytes)."""
         return self.b.call(self.maddwd, [self.b.call(self.maddubs, [ux, sy]), self.ones16])
-
-    def i8_lanes(self, x, y):
-        """mul_sum_i8_pairs: both signed; |x| times y with x's sign (vpsignb), then us8_lanes."""
-        b = self.b
-        zero = _C(_V(_i8, 32), 0)
-        ax = b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x)
-        sy = b.select(b.icmp_signed("<", x, zero), b.sub(zero, y),
-                      b.select(b.icmp_signed("==", x, zero), zero, y))
-        return self.us8_lanes(ax, sy)
 
     def fma_acc(self, acc_ptr, scale, lanes):
         b = self.b
@@ -176,36 +168,57 @@ def _bits32(b, base, off):
     return b.icmp_unsigned("!=", b.and_(spread, mask), _C(_V(_i8, 32), 0))
 
 
-def _make_dot(block_bytes, x_block_bytes, body, finish):
-    """Build a row-dot intrinsic: body(ops, w, bo, x, xo, state) per block, finish(ops, state)."""
+def _make_dot(block_bytes, x_block_bytes, decode, apply, finish, n_tok=1):
+    """Build a row-dot intrinsic from decode(ops, w, bo) -> dec (the weight block, decoded once)
+    and apply(ops, dec, x, xo, state) (one activation block), finish(ops, state) -> float32.
 
-    @intrinsic
-    def dot(typingctx, w, woff, x, xoff, nb):
-        sig = types.float32(w, woff, x, xoff, nb)
+    n_tok == 1: dot(w, woff, x, xoff, nb) -> float32.
+    n_tok > 1:  dot(w, woff, x, xoff, x_stride, nb) -> UniTuple(float32, n_tok), the dots with the
+    activation rows at xoff + k * x_stride; each token keeps its own accumulators, so every result
+    equals the single-token dot bit for bit.
+    """
 
-        def codegen(context, builder, signature, args):
-            b = builder
-            wp = context.make_array(signature.args[0])(context, b, args[0]).data
-            xp = context.make_array(signature.args[2])(context, b, args[2]).data
-            woffv = context.cast(b, args[1], signature.args[1], types.int64)
-            xoffv = context.cast(b, args[3], signature.args[3], types.int64)
+    def codegen(context, builder, signature, args):
+        b = builder
+        wp = context.make_array(signature.args[0])(context, b, args[0]).data
+        xp = context.make_array(signature.args[2])(context, b, args[2]).data
+        woffv = context.cast(b, args[1], signature.args[1], types.int64)
+        xoffv = context.cast(b, args[3], signature.args[3], types.int64)
+        if n_tok == 1:
+            xstride = _C(_i64, 0)
             nbv = context.cast(b, args[4], signature.args[4], types.int64)
-            wrow = b.gep(wp, [woffv], inbounds=True)
-            xrow = b.gep(xp, [xoffv], inbounds=True)
-            ops = _Ops(b)
-            state = {
-                "acc": cgutils.alloca_once_value(b, _C(_V8F, None)),
-                "acc4": cgutils.alloca_once_value(b, _C(_V4F, None)),
-                "sum": cgutils.alloca_once_value(b, _C(_f32, 0.0)),
-            }
-            with cgutils.for_range(b, nbv) as loop:
-                bo = b.mul(loop.index, _C(_i64, block_bytes))
-                xo = b.mul(loop.index, _C(_i64, x_block_bytes))
-                ops.prefetch_at(wrow, _add(b, bo, _PREFETCH_BYTES))
-                body(ops, wrow, bo, xrow, xo, state)
-            return finish(ops, state)
+        else:
+            xstride = context.cast(b, args[4], signature.args[4], types.int64)
+            nbv = context.cast(b, args[5], signature.args[5], types.int64)
+        wrow = b.gep(wp, [woffv], inbounds=True)
+        xrows = [b.gep(xp, [b.add(xoffv, b.mul(xstride, _C(_i64, k)))], inbounds=True)
+                 for k in range(n_tok)]
+        ops = _Ops(b)
+        states = [{
+            "acc": cgutils.alloca_once_value(b, _C(_V8F, None)),
+            "acc4": cgutils.alloca_once_value(b, _C(_V4F, None)),
+            "sum": cgutils.alloca_once_value(b, _C(_f32, 0.0)),
+        } for _ in range(n_tok)]
+        with cgutils.for_range(b, nbv) as loop:
+            bo = b.mul(loop.index, _C(_i64, block_bytes))
+            xo = b.mul(loop.index, _C(_i64, x_block_bytes))
+            ops.prefetch_at(wrow, _add(b, bo, _PREFETCH_BYTES))
+            dec = decode(ops, wrow, bo)
+            for k in range(n_tok):
+                apply(ops, dec, xrows[k], xo, states[k])
+        results = [finish(ops, st) for st in states]
+        if n_tok == 1:
+            return results[0]
+        return context.make_tuple(b, signature.return_type, results)
 
-        return sig, codegen
+    if n_tok == 1:
+        @intrinsic
+        def dot(typingctx, w, woff, x, xoff, nb):
+            return types.float32(w, woff, x, xoff, nb), codegen
+    else:
+        @intrinsic
+        def dot(typingctx, w, woff, x, xoff, x_stride, nb):
+            return types.UniTuple(types.float32, n_tok)(w, woff, x, xoff, x_stride, nb), codegen
 
     return dot
 
@@ -223,65 +236,65 @@ def _finish_acc_plus_acc4(ops, st):
 
 
 # ---------------------------------------------------------------------------------------------
-# Block bodies (one per weight type), mirroring the AVX2 vec_dot loops
+# Weight decoders and activation steps (one pair per weight type), mirroring the AVX2 loops
 # ---------------------------------------------------------------------------------------------
 
-def _body_q4_0(ops, w, bo, x, xo, st):
+def _signed_decoded(ops, dw, qx):
+    """Q4_0 / Q5_0 / Q8_0: mul_sum_i8_pairs takes |qx| once and signs each activation by qx."""
+    return dw, qx, ops.b.call(ops.psign, [qx, qx])
+
+
+def _dec_q4_0(ops, w, bo):
     b = ops.b
-    d = b.fmul(_f16_at(b, w, bo), _f16_at(b, x, xo))
     qx = b.sub(_nibbles32(b, _load(b, w, _add(b, bo, 2), _V(_i8, 16))), _C(_V(_i8, 32), 8))
-    qy = _load(b, x, _add(b, xo, 2), _V(_i8, 32))
-    ops.fma_acc(st["acc"], d, ops.i8_lanes(qx, qy))
+    return _signed_decoded(ops, _f16_at(b, w, bo), qx)
 
 
-def _body_q8_0(ops, w, bo, x, xo, st):
+def _dec_q8_0(ops, w, bo):
     b = ops.b
-    d = b.fmul(_f16_at(b, w, bo), _f16_at(b, x, xo))
-    qx = _load(b, w, _add(b, bo, 2), _V(_i8, 32))
-    qy = _load(b, x, _add(b, xo, 2), _V(_i8, 32))
-    ops.fma_acc(st["acc"], d, ops.i8_lanes(qx, qy))
+    return _signed_decoded(ops, _f16_at(b, w, bo), _load(b, w, _add(b, bo, 2), _V(_i8, 32)))
 
 
-def _body_q5_0(ops, w, bo, x, xo, st):
+def _dec_q5_0(ops, w, bo):
     b = ops.b
-    d = b.fmul(_f16_at(b, w, bo), _f16_at(b, x, xo))
     nib = _nibbles32(b, _load(b, w, _add(b, bo, 6), _V(_i8, 16)))
     hi = b.select(_bits32(b, w, _add(b, bo, 2)), _C(_V(_i8, 32), 0), _C(_V(_i8, 32), 0xF0))
-    qx = b.or_(nib, hi)
-    qy = _load(b, x, _add(b, xo, 2), _V(_i8, 32))
-    ops.fma_acc(st["acc"], d, ops.i8_lanes(qx, qy))
+    return _signed_decoded(ops, _f16_at(b, w, bo), b.or_(nib, hi))
 
 
-def _body_q4_1(ops, w, bo, x, xo, st):
+def _app_signed(ops, dec, x, xo, st):
     b = ops.b
-    d = b.fmul(_f16_at(b, w, bo), _f16_at(b, x, xo))
-    summ = b.call(ops.fma1, [_f16_at(b, w, _add(b, bo, 2)), _f16_at(b, x, _add(b, xo, 2)), b.load(st["sum"])])
-    b.store(summ, st["sum"])
+    dw, qx, ax = dec
+    d = b.fmul(dw, _f16_at(b, x, xo))
+    sy = b.call(ops.psign, [_load(b, x, _add(b, xo, 2), _V(_i8, 32)), qx])
+    ops.fma_acc(st["acc"], d, ops.us8_lanes(ax, sy))
+
+
+def _dec_q4_1(ops, w, bo):
+    b = ops.b
     qx = _nibbles32(b, _load(b, w, _add(b, bo, 4), _V(_i8, 16)))
+    return _f16_at(b, w, bo), _f16_at(b, w, _add(b, bo, 2)), qx
+
+
+def _dec_q5_1(ops, w, bo):
+    b = ops.b
+    nib = _nibbles32(b, _load(b, w, _add(b, bo, 8), _V(_i8, 16)))
+    hi = b.select(_bits32(b, w, _add(b, bo, 4)), _C(_V(_i8, 32), 0x10), _C(_V(_i8, 32), 0))
+    return _f16_at(b, w, bo), _f16_at(b, w, _add(b, bo, 2)), b.or_(nib, hi)
+
+
+def _app_min(ops, dec, x, xo, st):
+    """Q4_1 / Q5_1 times Q8_1: d0*d1 * lanes into acc, m * s into the scalar sum (both FMA)."""
+    b = ops.b
+    dw, mw, qx = dec
+    d = b.fmul(dw, _f16_at(b, x, xo))
+    b.store(b.call(ops.fma1, [mw, _f16_at(b, x, _add(b, xo, 2)), b.load(st["sum"])]), st["sum"])
     qy = _load(b, x, _add(b, xo, 4), _V(_i8, 32))
     ops.fma_acc(st["acc"], d, ops.us8_lanes(qx, qy))
 
 
-def _body_q5_1(ops, w, bo, x, xo, st):
+def _dec_q4_k(ops, w, bo):
     b = ops.b
-    d = b.fmul(_f16_at(b, w, bo), _f16_at(b, x, xo))
-    summ = b.call(ops.fma1, [_f16_at(b, w, _add(b, bo, 2)), _f16_at(b, x, _add(b, xo, 2)), b.load(st["sum"])])
-    b.store(summ, st["sum"])
-    nib = _nibbles32(b, _load(b, w, _add(b, bo, 8), _V(_i8, 16)))
-    hi = b.select(_bits32(b, w, _add(b, bo, 4)), _C(_V(_i8, 32), 0x10), _C(_V(_i8, 32), 0))
-    qy = _load(b, x, _add(b, xo, 4), _V(_i8, 32))
-    ops.fma_acc(st["acc"], d, ops.us8_lanes(b.or_(nib, hi), qy))
-
-
-def _q8k_d(b, x, xo):
-    return _load(b, x, xo, _f32)
-
-
-def _body_q4_k(ops, w, bo, x, xo, st):
-    b = ops.b
-    yd = _q8k_d(b, x, xo)
-    d = b.fmul(yd, _f16_at(b, w, bo))
-    dmin = b.fmul(b.fneg(yd), _f16_at(b, w, _add(b, bo, 2)))
     # 12 scale bytes -> utmp[0..3] (scales in bytes 0..7, mins in bytes 8..15), as in llama.cpp
     u0 = _load(b, w, _add(b, bo, 4), _i32)
     u1 = _load(b, w, _add(b, bo, 8), _i32)
@@ -296,62 +309,100 @@ def _body_q4_k(ops, w, bo, x, xo, st):
         vec = b.insert_element(vec, t, _C(_i32, k))
     ms = b.zext(b.bitcast(vec, _V(_i8, 16)), _V(_i16, 16))
     mins = _shuf(b, ms, ms, range(8, 16))
+    m15 = _C(_V(_i8, 32), 15)
+    quants, scales = [], []
+    for j in range(4):
+        q4 = _load(b, w, _add(b, bo, 16 + 32 * j), _V(_i8, 32))
+        quants += [b.and_(q4, m15), b.lshr(q4, _C(_V(_i8, 32), 4))]
+        scales += [_splat(b, b.extract_element(ms, _C(_i32, 2 * j + h)), 16) for h in range(2)]
+    return _f16_at(b, w, bo), _f16_at(b, w, _add(b, bo, 2)), mins, quants, scales
+
+
+def _app_q4_k(ops, dec, x, xo, st):
+    b = ops.b
+    dw, dminw, mins, quants, scales = dec
+    yd = _load(b, x, xo, _f32)
+    d = b.fmul(yd, dw)
+    dmin = b.fmul(b.fneg(yd), dminw)
     bs = _load(b, x, _add(b, xo, 260), _V(_i16, 16))
     q8s = b.add(_shuf(b, bs, bs, range(0, 16, 2)), _shuf(b, bs, bs, range(1, 16, 2)))
     prod = b.call(ops.maddwd128, [mins, q8s])
     acc4 = b.call(ops.fma4, [_splat(b, dmin, 4), b.sitofp(prod, _V4F), b.load(st["acc4"])])
     b.store(acc4, st["acc4"])
     sumi = None
-    m15 = _C(_V(_i8, 32), 15)
     for j in range(4):
-        q4 = _load(b, w, _add(b, bo, 16 + 32 * j), _V(_i8, 32))
         q8l = _load(b, x, _add(b, xo, 4 + 64 * j), _V(_i8, 32))
         q8h = _load(b, x, _add(b, xo, 4 + 64 * j + 32), _V(_i8, 32))
-        sl = _splat(b, b.extract_element(ms, _C(_i32, 2 * j)), 16)
-        sh = _splat(b, b.extract_element(ms, _C(_i32, 2 * j + 1)), 16)
-        pl = b.call(ops.maddwd, [sl, b.call(ops.maddubs, [b.and_(q4, m15), q8l])])
-        ph = b.call(ops.maddwd, [sh, b.call(ops.maddubs, [b.lshr(q4, _C(_V(_i8, 32), 4)), q8h])])
+        pl = b.call(ops.maddwd, [scales[2 * j], b.call(ops.maddubs, [quants[2 * j], q8l])])
+        ph = b.call(ops.maddwd, [scales[2 * j + 1], b.call(ops.maddubs, [quants[2 * j + 1], q8h])])
         sj = b.add(pl, ph)
         sumi = sj if sumi is None else b.add(sumi, sj)
     ops.fma_acc(st["acc"], d, sumi)
 
 
-def _body_q6_k(ops, w, bo, x, xo, st):
+def _dec_q6_k(ops, w, bo):
     b = ops.b
-    d = b.fmul(_q8k_d(b, x, xo), _f16_at(b, w, _add(b, bo, 208)))
     sc16 = b.sext(_load(b, w, _add(b, bo, 192), _V(_i8, 16)), _V(_i16, 16))
-    bs = _load(b, x, _add(b, xo, 260), _V(_i16, 16))
-    sub = b.shl(b.call(ops.maddwd, [bs, sc16]), _C(_V(_i32, 8), 5))
     c = lambda v: _C(_V(_i8, 32), v)  # noqa: E731
-    sumi = _C(_V(_i32, 8), 0)
+    quants, scales = [], []
     for j in range(2):
         b1 = _load(b, w, _add(b, bo, 64 * j), _V(_i8, 32))
         b2 = _load(b, w, _add(b, bo, 64 * j + 32), _V(_i8, 32))
         hh = _load(b, w, _add(b, bo, 128 + 32 * j), _V(_i8, 32))
-        qs = (
+        quants += [
             b.or_(b.and_(b1, c(15)), b.shl(b.and_(hh, c(3)), c(4))),
             b.or_(b.and_(b2, c(15)), b.shl(b.and_(hh, c(12)), c(2))),
             b.or_(b.lshr(b1, c(4)), b.and_(hh, c(48))),
             b.or_(b.lshr(b2, c(4)), b.lshr(b.and_(hh, c(0xC0)), c(2))),
-        )
+        ]
+        for k in range(4):
+            s = 8 * j + 2 * k
+            scales.append(_shuf(b, sc16, sc16, [s] * 8 + [s + 1] * 8))
+    return _f16_at(b, w, _add(b, bo, 208)), sc16, quants, scales
+
+
+def _app_q6_k(ops, dec, x, xo, st):
+    b = ops.b
+    dw, sc16, quants, scales = dec
+    d = b.fmul(_load(b, x, xo, _f32), dw)
+    bs = _load(b, x, _add(b, xo, 260), _V(_i16, 16))
+    sub = b.shl(b.call(ops.maddwd, [bs, sc16]), _C(_V(_i32, 8), 5))
+    sumi = _C(_V(_i32, 8), 0)
+    for j in range(2):
         p = []
         for k in range(4):
             q8 = _load(b, x, _add(b, xo, 4 + 128 * j + 32 * k), _V(_i8, 32))
-            s = 8 * j + 2 * k
-            scv = _shuf(b, sc16, sc16, [s] * 8 + [s + 1] * 8)
-            p.append(b.call(ops.maddwd, [scv, b.call(ops.maddubs, [qs[k], q8])]))
+            p.append(b.call(ops.maddwd, [scales[4 * j + k], b.call(ops.maddubs, [quants[4 * j + k], q8])]))
         sumi = b.add(sumi, b.add(p[0], p[1]))
         sumi = b.add(sumi, b.add(p[2], p[3]))
     ops.fma_acc(st["acc"], d, b.sub(sumi, sub))
 
 
-dot_q4_0_q8_0 = _make_dot(18, 34, _body_q4_0, _finish_acc)
-dot_q5_0_q8_0 = _make_dot(22, 34, _body_q5_0, _finish_acc)
-dot_q8_0_q8_0 = _make_dot(34, 34, _body_q8_0, _finish_acc)
-dot_q4_1_q8_1 = _make_dot(20, 36, _body_q4_1, _finish_acc_plus_sum)
-dot_q5_1_q8_1 = _make_dot(24, 36, _body_q5_1, _finish_acc_plus_sum)
-dot_q4_k_q8_k = _make_dot(144, 292, _body_q4_k, _finish_acc_plus_acc4)
-dot_q6_k_q8_k = _make_dot(210, 292, _body_q6_k, _finish_acc)
+_KINDS = {  # name: (weight block bytes, activation block bytes, decode, apply, finish)
+    "q4_0": (18, 34, _dec_q4_0, _app_signed, _finish_acc),
+    "q5_0": (22, 34, _dec_q5_0, _app_signed, _finish_acc),
+    "q8_0": (34, 34, _dec_q8_0, _app_signed, _finish_acc),
+    "q4_1": (20, 36, _dec_q4_1, _app_min, _finish_acc_plus_sum),
+    "q5_1": (24, 36, _dec_q5_1, _app_min, _finish_acc_plus_sum),
+    "q4_k": (144, 292, _dec_q4_k, _app_q4_k, _finish_acc_plus_acc4),
+    "q6_k": (210, 292, _dec_q6_k, _app_q6_k, _finish_acc),
+}
+N_TOK = 4  # tokens per multi-token dot
+
+dot_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"])
+dot_q5_0_q8_0 = _make_dot(*_KINDS["q5_0"])
+dot_q8_0_q8_0 = _make_dot(*_KINDS["q8_0"])
+dot_q4_1_q8_1 = _make_dot(*_KINDS["q4_1"])
+dot_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"])
+dot_q4_k_q8_k = _make_dot(*_KINDS["q4_k"])
+dot_q6_k_q8_k = _make_dot(*_KINDS["q6_k"])
+dot4_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"], n_tok=N_TOK)
+dot4_q5_0_q8_0 = _make_dot(*_KINDS["q5_0"], n_tok=N_TOK)
+dot4_q8_0_q8_0 = _make_dot(*_KINDS["q8_0"], n_tok=N_TOK)
+dot4_q4_1_q8_1 = _make_dot(*_KINDS["q4_1"], n_tok=N_TOK)
+dot4_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"], n_tok=N_TOK)
+dot4_q4_k_q8_k = _make_dot(*_KINDS["q4_k"], n_tok=N_TOK)
+dot4_q6_k_q8_k = _make_dot(*_KINDS["q6_k"], n_tok=N_TOK)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -113,6 +113,8 @@ def dry_vocab_cases(vocab):
     toks = (ctypes.c_int32 * 64)()
     n = L.llama_tokenize(vocab, text.encode(), len(text.encode()), toks, 64, False, False)
     hist = [toks[i] for i in range(n)]
+    # lift the history's tokens into the top-k so that DRY's penalties show in the output
+    logits[sorted(set(hist))] += np.float32(10.0)
     rows = []
     for breakers in (["\n", ":", "\"", "*"], ["c d"], []):
         case = dict(name=f"dry_vocab/{breakers}", input="vocab", accept=hist, steps=1,
@@ -143,7 +145,7 @@ def main():
         inputs={k: _b64(v) for k, v in inputs.items()},
         results=results,
         dry_vocab=dict(model="smollm2-135m (SmolLM2-135M-Instruct.Q4_1.gguf, vocab_only)",
-                       logits_seed=5, history=vhist,
+                       logits_seed=5, history_boost=10.0, history=vhist,
                        cases=[dict(case=c, result=r) for c, r in vrows]),
     )
     (HERE / "samplers.json").write_text(json.dumps(doc, separators=(",", ":")))

@@ -76,3 +76,29 @@ def test_builtin_grammar_files_parse(llama_cpp_dir):
     for path in sorted((llama_cpp_dir / "grammars").glob("*.gbnf")):
         g = parse(path.read_bytes())
         assert "root" in g.symbol_ids, path.name
+
+
+# --- any input either parses or raises GrammarError (never another exception) ----------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from emel.grammar import Grammar  # noqa: E402
+
+_PIECES = ["root", " ::= ", "a", "b", "x-y", " ", "\n", "|", "(", ")", "[", "]", "^", "-", "*",
+           "+", "?", "{", "}", ",", "2", "0", "9999", '"', "\\", "\\x4", "\\u00e9", "\\n", ".",
+           "<[12]>", "!", "#c\n", "é", "\r", "<", ">", ":", "=", "\0"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=24))
+def test_fuzzed_grammars_parse_or_raise_grammar_error(parts):
+    for text in ("".join(parts), "root ::= " + "".join(parts)):
+        try:
+            g = parse(text)
+        except GrammarError as e:
+            assert e.line >= 1 and e.column >= 1
+            continue
+        try:
+            Grammar(g, "root")
+        except GrammarError:
+            pass

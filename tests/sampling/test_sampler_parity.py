@@ -140,6 +140,7 @@ def test_dry_text_sequence_breakers_match_llama_cpp(fixture_doc, smollm2_path):
                  tokenize=lambda b: tok.tokenize(b, add_special=False, parse_special=False))
     logits = (np.random.RandomState(rec["logits_seed"]).randn(tok.n_tokens) * 2).astype(np.float32)
     assert tok.tokenize("a: b c d\n a: b c d\n a: b c", add_special=False) == rec["history"]
+    logits[sorted(set(rec["history"]))] += np.float32(rec["history_boost"])
     for entry in rec["cases"]:
         case = entry["case"]
         got = run(case, logits, build(case["chain"], **vocab))

@@ -288,7 +288,7 @@ def test_one_and_two_threads_give_identical_results():
 
 
 @pytest.mark.parametrize("bad", [
-    dict(w_size=10), dict(n_cols=100), dict(x_dtype=np.float64), dict(out_shape=(3,)),
+    dict(w_size=10), dict(n_cols=100), dict(x_dtype=np.float64), dict(out_shape=(4,)),
     dict(ggml_type=15), dict(ggml_type=999), dict(x_shape=(2, 96)),
 ])
 def test_bad_arguments_raise_value_error(bad):

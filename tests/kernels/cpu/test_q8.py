@@ -17,7 +17,8 @@ from kernels.cpu import q8
 
 
 def _f16_bytes(v):
-    return np.array([v], np.float32).astype(np.float16).view(np.uint8)
+    with np.errstate(over="ignore"):  # a huge block maximum gives d = inf, as in llama.cpp
+        return np.array([v], np.float32).astype(np.float16).view(np.uint8)
 
 
 def ref_q8_0_avx2(x, with_sum=False):

@@ -9,12 +9,15 @@ checked against a NumPy transcription of ggml's quantize_row_q8_K_ref.
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf import quants as gq
 from numba import njit
 
 from kernels.cpu import quants
-from kernels.cpu.quants import dequantize, dequantize_row, quantize
+from kernels.cpu.quants import dequantize, dequantize_row, get_rows, quantize
 
 DEQUANTIZE_TYPES = sorted(quants.DEQUANTIZE_TYPES)
 QUANTIZE_TYPES = sorted(quants.QUANTIZE_TYPES)
@@ -51,6 +54,18 @@ def test_dequantize_random_blocks_match_gguf_py(ggml_type):
     with np.errstate(invalid="ignore", over="ignore"):
         ref = _ref_dequantize(raw, ggml_type, type_size)
     assert_same_floats(dequantize(raw, ggml_type, n_blocks * block_size), ref)
+
+
+def test_every_type_gguf_py_dequantizes_has_a_kernel():
+    for qtype in GGMLQuantizationType:
+        block_size, type_size = GGML_QUANT_SIZES[qtype]
+        try:
+            gq.dequantize(np.zeros((1, 256 // block_size * type_size if block_size < 256 else type_size), np.uint8), qtype)
+        except NotImplementedError:
+            continue
+        if qtype.name.startswith(("I8", "I16", "I32", "I64", "F64")):
+            continue  # plain integer / f64 tensors: views, not quant formats
+        assert int(qtype) in quants.DEQUANTIZE_TYPES, qtype.name
 
 
 @pytest.mark.parametrize("ggml_type", [1, 30], ids=_name)
@@ -108,6 +123,19 @@ def test_quantize_matches_gguf_py(ggml_type):
         ref = np.ascontiguousarray(ref).reshape(-1).view(np.uint8)
         diff = np.flatnonzero(mine != ref)
         assert diff.size == 0, f"case {i}: {diff.size} bytes differ, first at byte {diff[0]}"
+
+
+_F32_1E30 = 1.0000000150474662e30  # 1e30 rounded to float32
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arrays(np.float32, 64, elements=st.floats(-_F32_1E30, _F32_1E30, allow_nan=False, width=32)),
+       st.sampled_from([2, 3, 6, 7, 8]))
+def test_quantize_matches_gguf_py_on_any_finite_blocks(x, ggml_type):
+    x = x + np.float32(0.0)  # -0.0 -> +0.0: see test_quantize_all_zero_block_takes_ggml_sign_not_gguf_py
+    with np.errstate(all="ignore"):
+        ref = gq.quantize(x.reshape(1, -1), GGMLQuantizationType(ggml_type)).reshape(-1)
+    np.testing.assert_array_equal(quantize(x, ggml_type), ref)
 
 
 @pytest.mark.parametrize("ggml_type", [2, 6], ids=_name)
@@ -220,14 +248,15 @@ def test_dequantize_real_tensors_match_gguf_py(model, request):
         mine = dequantize(raw, t, n)
         assert np.array_equal(mine.view(np.uint32), ref.astype(np.float32).view(np.uint32)), name
 
-    # get_rows from njit code: rows of token_embd dequantized in place
+    # get_rows, checked and from njit code: rows of token_embd dequantized in place
     n_cols, n_rows = emb.shape
     row = emb.nbytes // n_rows
-    rows = np.array([0, 1, 17, n_rows - 1], dtype=np.int64)
-    out = np.empty(rows.size * n_cols, np.float32)
+    rows = np.array([0, 1, 17, n_rows - 1, 17], dtype=np.int64)
     data = f.tensor_data(emb.name)
-    _get_rows(data, row, n_cols, rows, out, int(emb.ggml_type))
     ref = np.concatenate([_ref_dequantize(np.asarray(data[r * row:(r + 1) * row]), int(emb.ggml_type), row) for r in rows])
+    np.testing.assert_array_equal(get_rows(data, int(emb.ggml_type), n_cols, rows.astype(np.int32)), ref)
+    out = np.empty(rows.size * n_cols, np.float32)
+    _get_rows(data, row, n_cols, rows, out, int(emb.ggml_type))
     np.testing.assert_array_equal(out, ref)
 
 
@@ -249,6 +278,10 @@ def test_dequantize_writes_into_out():
     (lambda: dequantize(np.zeros(36, np.uint8), 99, 32), NotImplementedError, "type 99"),
     (lambda: dequantize(np.zeros(18, np.uint8), 2, 32, out=np.zeros(31, np.float32)), ValueError, "out holds 31"),
     (lambda: dequantize(np.zeros(18, np.uint8), 2, 32, out=np.zeros(32, np.float64)), TypeError, "float32"),
+    (lambda: get_rows(np.zeros(68, np.uint8), 8, 32, np.array([2])), ValueError, "row 2 is outside the tensor's 2 rows"),
+    (lambda: get_rows(np.zeros(68, np.uint8), 8, 32, np.array([-1])), ValueError, "row -1"),
+    (lambda: get_rows(np.zeros(67, np.uint8), 8, 32, np.array([0])), ValueError, "whole number of 34-byte rows"),
+    (lambda: get_rows(np.zeros(68, np.uint8), 8, 32, np.array([0.0])), TypeError, "int32 or int64"),
     (lambda: quantize(np.zeros(33, np.float32), 8), ValueError, "multiple of the block size 32"),
     (lambda: quantize(np.zeros(32, np.float64), 8), TypeError, "dtype float32"),
     (lambda: quantize(np.zeros(256, np.float32), 12), NotImplementedError, "Q4_K"),

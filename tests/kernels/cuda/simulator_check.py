@@ -49,7 +49,7 @@ def main() -> int:
         (lambda: cuda_quants.dequantize(np.zeros(17, np.uint8), 2, 32), ValueError),
         (lambda: cuda_quants.dequantize(np.zeros(18, np.int8), 2, 32), TypeError),
         (lambda: cuda_quants.dequantize(np.zeros(18, np.uint8), 2, 31), ValueError),
-        (lambda: cuda_quants.dequantize(np.zeros(66, np.uint8), 16, 256), NotImplementedError),
+        (lambda: cuda_quants.dequantize(np.zeros(36, np.uint8), 9, 32), NotImplementedError),  # Q8_1
     ]
     for i, (call, exc) in enumerate(errors):
         try:

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-CUDA_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K",
-              "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ4_NL", "MXFP4"]
+# every type the CPU dequantizes has a CUDA twin
+CUDA_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K",
+              "Q5_K", "Q6_K", "Q8_K", "TQ1_0", "TQ2_0", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS",
+              "IQ3_S", "IQ1_S", "IQ1_M", "IQ4_NL", "IQ4_XS", "MXFP4", "NVFP4"]
 
 
 def test_cuda_twins_match_cpu_under_simulator():
