@@ -10,6 +10,7 @@ import importlib
 _EXPORTS = {
     "dequantize": "kernels.cpu.quants",
     "quantize": "kernels.cpu.quants",
+    "get_rows": "kernels.cpu.quants",
     "matmul": "kernels.cpu.matmul",
 }
 

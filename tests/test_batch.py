@@ -3,7 +3,7 @@
 Expected splits and errors are derived from llama_batch_allocr's rules (the allocator is internal
 to llama.cpp, so its splits cannot be recorded through the public API); whether llama.cpp
 accepts or rejects a batch is also recorded from llama_decode itself in
-parity_fixtures/batch/ (see test_validation_matches_llama_decode).
+parity_fixtures/batch/ (see test_decode_outcomes_and_sequence_ranges_match_llama_decode).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emel.batch import Batch, BatchAllocator, output_order
-from emel.errors import BatchError, EmelError
+from emel.errors import BatchError, EmelError, KVCacheFullError
 from emel.kv_cache import KVCache
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "parity_fixtures" / "batch"
@@ -125,25 +125,46 @@ def test_a_rejected_batch_leaves_the_cache_and_allocator_unchanged():
     assert cache.v_heads == before[2]
 
 
-@pytest.mark.skipif(not (FIXTURES / "decode_validation.json").exists(), reason="fixture not recorded")
-def test_validation_matches_llama_decode():
-    """Each recorded batch is accepted by emel exactly when llama_decode returned 0 for it."""
-    path = FIXTURES / "decode_validation.json"
-    data = json.loads(path.read_text())
-    assert data["cases"]
+# llama.cpp accepts a negative position (it only asserts on it in SWA masks); emel rejects it
+DELIBERATE = {"negative position"}
+
+
+def test_decode_outcomes_and_sequence_ranges_match_llama_decode():
+    """Replays recorded llama_decode calls: same accept / invalid (-1) / no slot (1) outcome, and
+    the same llama_memory_seq_pos_min/max of every sequence before and after each test batch."""
+    data = json.loads((FIXTURES / "decode_validation.json").read_text())
+    assert len(data["cases"]) >= 20
     for case in data["cases"]:
         cache = KVCache([0], 32, 32, data["n_ctx"], n_seq_max=data["n_seq_max"])
         b = BatchAllocator(n_vocab=data["n_vocab"], n_seq_max=data["n_seq_max"])
-        for setup in case["setup"]:
-            b.init(_fixture_batch(setup), memory=cache, n_batch=data["n_batch"])
-            for ub, si in cache.init_batch(b, data["n_ubatch"]):
+
+        def decode(step):
+            if "rm" in step:
+                return int(cache.seq_rm(*step["rm"]))
+            try:
+                b.init(_fixture_batch(step), memory=cache, n_batch=data["n_batch"])
+            except BatchError:
+                return -1
+            try:
+                placed = cache.init_batch(b, data["n_ubatch"])
+            except KVCacheFullError:
+                return 1
+            for ub, si in placed:
                 cache.apply_ubatch(si, ub)
-        try:
-            b.init(_fixture_batch(case["batch"]), memory=cache, n_batch=data["n_batch"])
-            accepted = True
-        except BatchError:
-            accepted = False
-        assert accepted == (case["ret"] == 0), case["name"]
+            return 0
+
+        def ranges():
+            return [[cache.seq_pos_min(s), cache.seq_pos_max(s)] for s in range(data["n_seq_max"])]
+
+        for step in case["setup"]:
+            assert decode(step) == (1 if "rm" in step else 0), case["name"]
+        assert ranges() == case["ranges_before"], case["name"]
+        ret = decode(case["batch"])
+        if case["name"] in DELIBERATE:
+            assert (ret, case["ret"]) == (-1, 0)
+            continue
+        assert ret == case["ret"], case["name"]
+        assert ranges() == case["ranges_after"], case["name"]
 
 
 def _fixture_batch(d):

@@ -113,3 +113,14 @@ def test_smollm2_loads(smollm2_path) -> None:
     assert len(mf.gguf.tensors) == 272
     assert calls[-1] == (mf.gguf.n_bytes, mf.gguf.n_bytes)
     assert mf.gguf.n_bytes <= smollm2_path.stat().st_size - mf.gguf.data_offset
+
+
+@pytest.mark.slow
+def test_gemma3_loads(gemma3_path) -> None:
+    calls = []
+    mf = load_model_file(gemma3_path, progress=lambda d, t: calls.append((d, t)))
+    hp = mf.hparams
+    assert (mf.arch, hp.n_layer, hp.n_embd, hp.n_head, hp.n_head_kv, hp.n_ff, hp.n_vocab,
+            hp.n_swa) == ("gemma3", 18, 640, 4, 1, 2048, 262144, 512)
+    assert len(mf.gguf.tensors) == 236 and len(calls) == 237
+    assert calls[-1] == (mf.gguf.n_bytes, mf.gguf.n_bytes)

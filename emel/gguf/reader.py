@@ -109,6 +109,8 @@ class GGUFFile:
         info = self._info(name)
         split = self.splits[info.split]
         start = split.data_offset + info.offset
+        if start + info.nbytes > split.data.shape[0]:
+            raise GGUFError(f"{split.path}: the file was closed")
         return split.data[start:start + info.nbytes]
 
     def tensor_array(self, name: str) -> np.ndarray:
@@ -177,7 +179,7 @@ def read_buffer(data: bytes | bytearray | memoryview | np.ndarray, name: str = "
     arr = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
     if arr.dtype != np.uint8 or arr.ndim != 1:
         raise TypeError("read_buffer needs bytes or a 1-D uint8 array")
-    return _parse(arr, None)
+    return _parse(arr, None, name)
 
 
 def _load_bytes(path: Path, use_mmap: bool) -> np.ndarray:
@@ -254,8 +256,8 @@ class _Cursor:
             raise self.fail(f"{what} at offset {start} is not valid UTF-8: {b[:64]!r}") from e
 
 
-def _parse(arr: np.ndarray, path: Path | None) -> GGUFFile:
-    cur = _Cursor(arr, str(path) if path is not None else "<buffer>")
+def _parse(arr: np.ndarray, path: Path | None, where: str | None = None) -> GGUFFile:
+    cur = _Cursor(arr, where or str(path))
     if cur.size < 4 or cur.buf[:4].tobytes() != GGUF_MAGIC_BYTES:
         got = cur.buf[:4].tobytes()
         raise cur.fail(f"bad magic {got!r}, expected b'GGUF' (not a GGUF file)")

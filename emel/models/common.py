@@ -216,6 +216,13 @@ class TensorSource:
         self.used.add(name)
         return info
 
+    def check_all_used(self) -> None:
+        """llama_model_loader::done_getting_tensors: every tensor of the file must be used."""
+        extra = sorted(set(self.gguf.tensors) - self.used)
+        if extra:
+            raise ModelError(f"model file has {len(extra)} tensor(s) the architecture does not use: "
+                             f"{', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+
     def f32(self, name: str, shape: tuple[int, ...], required: bool = True) -> np.ndarray | None:
         """A small tensor (norm weight, bias) as float32."""
         info = self.info(name, shape, required)
@@ -292,9 +299,11 @@ def gelu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
 def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     """ggml_swiglu_split: silu(gate) * up."""
     n_rows, n_cols = gate.shape
+    gate = np.ascontiguousarray(gate, dtype=np.float32)
+    up = np.ascontiguousarray(up, dtype=np.float32)
     out = np.empty((n_rows, n_cols), dtype=np.float32)
     ops.swiglu_f32(gate.reshape(-1), up.reshape(-1), out.reshape(-1), n_rows, n_cols,
-                   gate.strides[0] // 4, up.strides[0] // 4)
+                   n_cols, n_cols)
     return out
 
 

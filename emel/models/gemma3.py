@@ -109,7 +109,9 @@ def load_weights(gguf_file, hp: HParams) -> Weights:
             ffn_down=src.linear(p + "ffn_down.weight", n_ff, n_embd),
             ffn_post_norm=src.f32(p + "post_ffw_norm.weight", (n_embd,)),
         ))
-    return Weights(tok_embd, src.f32("output_norm.weight", (n_embd,)), output, layers)
+    weights = Weights(tok_embd, src.f32("output_norm.weight", (n_embd,)), output, layers)
+    src.check_all_used()
+    return weights
 
 
 def build_graph(hp: HParams, w: Weights, ubatch, kv, out_ids: np.ndarray, want_logits: bool = True):

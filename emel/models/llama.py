@@ -83,7 +83,9 @@ def load_weights(gguf_file, hp: HParams) -> Weights:
             ffn_up=src.linear(p + "ffn_up.weight", n_embd, n_ff),
             ffn_down=src.linear(p + "ffn_down.weight", n_ff, n_embd),
         ))
-    return Weights(tok_embd, src.f32("output_norm.weight", (n_embd,)), output, rope_freqs, layers)
+    weights = Weights(tok_embd, src.f32("output_norm.weight", (n_embd,)), output, rope_freqs, layers)
+    src.check_all_used()
+    return weights
 
 
 def build_graph(hp: HParams, w: Weights, ubatch, kv, out_ids: np.ndarray, want_logits: bool = True):

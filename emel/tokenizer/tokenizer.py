@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import TokenizerError, UnsupportedError
 from . import special, strtab
 from .unicode import CPT_TO_BYTE, to_bytes
@@ -291,28 +289,7 @@ def _clean_spaces(text: bytes) -> bytes:
 
 
 def read_metadata(path: str | Path) -> dict:
-    """GGUF metadata through emel.gguf when it is there, else gguf-py's reader."""
-    try:
-        from .. import gguf as _g
-        reader = getattr(_g, "read", None)
-    except ImportError:
-        reader = None
-    if reader is not None:
-        return reader(path).metadata
-    import gguf
+    """The GGUF metadata of a model file (through emel.gguf)."""
+    from ..gguf import read
 
-    r = gguf.GGUFReader(str(path))
-    meta = {}
-    for key, f in r.fields.items():
-        if not f.types:
-            continue
-        if f.types[0] == gguf.GGUFValueType.ARRAY:
-            if f.types[-1] == gguf.GGUFValueType.STRING:
-                meta[key] = [bytes(f.parts[i]).decode("utf-8", "surrogateescape") for i in f.data]
-            else:
-                meta[key] = np.concatenate([f.parts[i] for i in f.data]) if f.data else np.zeros(0)
-        elif f.types[0] == gguf.GGUFValueType.STRING:
-            meta[key] = bytes(f.parts[f.data[0]]).decode("utf-8", "surrogateescape")
-        else:
-            meta[key] = f.parts[f.data[0]][0].item()
-    return meta
+    return read(path).metadata

@@ -6,7 +6,10 @@ Q4_1/Q5_1, Q8_K for Q4_K/Q6_K, F16 for F16, BF16 for BF16, F32 for F32), then ev
 row dot product `ggml_vec_dot_<type>` of arch/x86/quants.c (AVX2 path): integer block dots, float
 scaling per block. For Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K the result is bit-identical to
 llama.cpp's vec_dot (proved against parity_fixtures/matmul). The weight is read in its GGUF block
-layout (no repack); several tokens reuse each weight row while it is in L1 (same numerics).
+layout (no repack). Decode (fewer than 4 tokens) takes two weight rows per SIMD dot (independent
+FMA chains); prefill decodes each weight block once for 4 tokens and keeps a weight row in L1 for
+a tile of 32 tokens. Every output keeps its own accumulator, so the numbers never depend on the
+number of tokens, the tiling or the thread count.
 
 Known differences from a llama.cpp run: on AVX2 machines llama.cpp repacks Q4_0, Q4_K and IQ4_NL
 weights (repack.cpp, `q4_K_8x8` gemv/gemm) and may route Q4_0/Q5_0/Q8_0/F16/F32 through
@@ -46,7 +49,7 @@ from kernels.cpu.quants_base import TYPE_TRAITS, row_nbytes, type_name
 
 # Kernels inline the intrinsics of kernels.cpu.simd, whose edits do not invalidate this module's
 # cache: changing the IR bumps simd.SIMD_VERSION, which forces an edit here.
-_SIMD_VERSION = 5
+_SIMD_VERSION = 6
 assert simd.SIMD_VERSION == _SIMD_VERSION, "kernels.cpu.simd changed: update _SIMD_VERSION"
 
 GGML_TYPE_F32 = 0
@@ -285,27 +288,52 @@ def _dot4_each(ggml_type, w, woff, xq, xoff, xstride, nb):
             _dot(ggml_type, w, woff, xq, xoff + 3 * xstride, nb))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _dot2r_each(ggml_type, w, woff, wstride, xq, xoff, nb):
+    return _dot(ggml_type, w, woff, xq, xoff, nb), _dot(ggml_type, w, woff + wstride, xq, xoff, nb)
+
+
 if simd.HAS_AVX2:
     @njit(cache=True, nogil=True, inline="always")
     def _dot4(ggml_type, w, woff, xq, xoff, xstride, nb):
         """Dots of one weight row with 4 activation rows xstride bytes apart (SIMD, decode once)."""
         if ggml_type == GGML_TYPE_Q4_1:
-            return simd.dot4_q4_1_q8_1(w, woff, xq, xoff, xstride, nb)
+            return simd.dot4_q4_1_q8_1(w, woff, 0, xq, xoff, xstride, nb)
         if ggml_type == GGML_TYPE_Q4_K:
-            return simd.dot4_q4_k_q8_k(w, woff, xq, xoff, xstride, nb)
+            return simd.dot4_q4_k_q8_k(w, woff, 0, xq, xoff, xstride, nb)
         if ggml_type == GGML_TYPE_Q6_K:
-            return simd.dot4_q6_k_q8_k(w, woff, xq, xoff, xstride, nb)
+            return simd.dot4_q6_k_q8_k(w, woff, 0, xq, xoff, xstride, nb)
         if ggml_type == GGML_TYPE_Q8_0:
-            return simd.dot4_q8_0_q8_0(w, woff, xq, xoff, xstride, nb)
+            return simd.dot4_q8_0_q8_0(w, woff, 0, xq, xoff, xstride, nb)
         if ggml_type == GGML_TYPE_Q5_0:
-            return simd.dot4_q5_0_q8_0(w, woff, xq, xoff, xstride, nb)
+            return simd.dot4_q5_0_q8_0(w, woff, 0, xq, xoff, xstride, nb)
         if ggml_type == GGML_TYPE_Q4_0:
-            return simd.dot4_q4_0_q8_0(w, woff, xq, xoff, xstride, nb)
+            return simd.dot4_q4_0_q8_0(w, woff, 0, xq, xoff, xstride, nb)
         if ggml_type == GGML_TYPE_Q5_1:
-            return simd.dot4_q5_1_q8_1(w, woff, xq, xoff, xstride, nb)
+            return simd.dot4_q5_1_q8_1(w, woff, 0, xq, xoff, xstride, nb)
         return _dot4_each(ggml_type, w, woff, xq, xoff, xstride, nb)
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _dot2r(ggml_type, w, woff, wstride, xq, xoff, nb):
+        """Dots of 2 weight rows wstride bytes apart with one activation row (SIMD)."""
+        if ggml_type == GGML_TYPE_Q4_1:
+            return simd.dot2r_q4_1_q8_1(w, woff, wstride, xq, xoff, 0, nb)
+        if ggml_type == GGML_TYPE_Q4_K:
+            return simd.dot2r_q4_k_q8_k(w, woff, wstride, xq, xoff, 0, nb)
+        if ggml_type == GGML_TYPE_Q6_K:
+            return simd.dot2r_q6_k_q8_k(w, woff, wstride, xq, xoff, 0, nb)
+        if ggml_type == GGML_TYPE_Q8_0:
+            return simd.dot2r_q8_0_q8_0(w, woff, wstride, xq, xoff, 0, nb)
+        if ggml_type == GGML_TYPE_Q5_0:
+            return simd.dot2r_q5_0_q8_0(w, woff, wstride, xq, xoff, 0, nb)
+        if ggml_type == GGML_TYPE_Q4_0:
+            return simd.dot2r_q4_0_q8_0(w, woff, wstride, xq, xoff, 0, nb)
+        if ggml_type == GGML_TYPE_Q5_1:
+            return simd.dot2r_q5_1_q8_1(w, woff, wstride, xq, xoff, 0, nb)
+        return _dot2r_each(ggml_type, w, woff, wstride, xq, xoff, nb)
 else:
     _dot4 = _dot4_each
+    _dot2r = _dot2r_each
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -327,6 +355,18 @@ def matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out):
         r1 = min(r0 + _ROWS_PER_CHUNK, n_rows)
         for t0 in range(0, n_tokens, _TOKENS_PER_TILE):
             t1 = min(t0 + _TOKENS_PER_TILE, n_tokens)
+            if t1 - t0 < 4:  # decode: two weight rows at a time (independent FMA chains)
+                r = r0
+                while r + 2 <= r1:
+                    for t in range(t0, t1):
+                        a0, a1 = _dot2r(ggml_type, w, r * row_bytes, row_bytes, xq, t * x_row_bytes, nb)
+                        out[t * n_rows + r] = a0
+                        out[t * n_rows + r + 1] = a1
+                    r += 2
+                if r < r1:
+                    for t in range(t0, t1):
+                        out[t * n_rows + r] = _dot(ggml_type, w, r * row_bytes, xq, t * x_row_bytes, nb)
+                continue
             for r in range(r0, r1):
                 t = t0
                 while t + 4 <= t1:  # one weight decode for 4 tokens; same numbers as 4 single dots

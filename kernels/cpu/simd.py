@@ -29,7 +29,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-SIMD_VERSION = 5
+SIMD_VERSION = 6
 
 _FEATURES = _llvm_binding.get_host_cpu_features()
 HAS_AVX2 = all(_FEATURES.get(f, False) for f in ("avx2", "fma", "f16c"))
@@ -168,57 +168,61 @@ def _bits32(b, base, off):
     return b.icmp_unsigned("!=", b.and_(spread, mask), _C(_V(_i8, 32), 0))
 
 
-def _make_dot(block_bytes, x_block_bytes, decode, apply, finish, n_tok=1):
-    """Build a row-dot intrinsic from decode(ops, w, bo) -> dec (the weight block, decoded once)
-    and apply(ops, dec, x, xo, state) (one activation block), finish(ops, state) -> float32.
+def _make_dot(block_bytes, x_block_bytes, decode, apply, finish, n_w=1, n_tok=1):
+    """Build a row-dot intrinsic from decode(ops, w, bo) -> dec (a weight block, decoded once per
+    block) and apply(ops, dec, x, xo, state) (one activation block), finish(ops, state) -> float32.
 
-    n_tok == 1: dot(w, woff, x, xoff, nb) -> float32.
-    n_tok > 1:  dot(w, woff, x, xoff, x_stride, nb) -> UniTuple(float32, n_tok), the dots with the
-    activation rows at xoff + k * x_stride; each token keeps its own accumulators, so every result
-    equals the single-token dot bit for bit.
+    n_w == n_tok == 1: dot(w, woff, x, xoff, nb) -> float32.
+    otherwise: dot(w, woff, w_stride, x, xoff, x_stride, nb) -> UniTuple(float32, n_w * n_tok),
+    result k * n_tok + t = weight row at woff + k * w_stride times activation row at
+    xoff + t * x_stride. Every pair keeps its own accumulators (independent FMA chains, which hide
+    the FMA latency), so each result equals the single dot bit for bit.
     """
+    single = n_w == 1 and n_tok == 1
 
     def codegen(context, builder, signature, args):
         b = builder
-        wp = context.make_array(signature.args[0])(context, b, args[0]).data
-        xp = context.make_array(signature.args[2])(context, b, args[2]).data
-        woffv = context.cast(b, args[1], signature.args[1], types.int64)
-        xoffv = context.cast(b, args[3], signature.args[3], types.int64)
-        if n_tok == 1:
-            xstride = _C(_i64, 0)
-            nbv = context.cast(b, args[4], signature.args[4], types.int64)
+        a = [context.cast(b, args[k], signature.args[k], types.int64) if k not in (0, 2 if single else 3)
+             else None for k in range(len(args))]
+        if single:
+            wv, xv, woffv, xoffv, nbv = args[0], args[2], a[1], a[3], a[4]
+            wstride = xstride = _C(_i64, 0)
+            wty, xty = signature.args[0], signature.args[2]
         else:
-            xstride = context.cast(b, args[4], signature.args[4], types.int64)
-            nbv = context.cast(b, args[5], signature.args[5], types.int64)
-        wrow = b.gep(wp, [woffv], inbounds=True)
-        xrows = [b.gep(xp, [b.add(xoffv, b.mul(xstride, _C(_i64, k)))], inbounds=True)
-                 for k in range(n_tok)]
+            wv, xv, woffv, wstride, xoffv, xstride, nbv = args[0], args[3], a[1], a[2], a[4], a[5], a[6]
+            wty, xty = signature.args[0], signature.args[3]
+        wp = context.make_array(wty)(context, b, wv).data
+        xp = context.make_array(xty)(context, b, xv).data
+        wrows = [b.gep(wp, [b.add(woffv, b.mul(wstride, _C(_i64, k)))], inbounds=True) for k in range(n_w)]
+        xrows = [b.gep(xp, [b.add(xoffv, b.mul(xstride, _C(_i64, t)))], inbounds=True) for t in range(n_tok)]
         ops = _Ops(b)
-        states = [{
+        states = [[{
             "acc": cgutils.alloca_once_value(b, _C(_V8F, None)),
             "acc4": cgutils.alloca_once_value(b, _C(_V4F, None)),
             "sum": cgutils.alloca_once_value(b, _C(_f32, 0.0)),
-        } for _ in range(n_tok)]
+        } for _ in range(n_tok)] for _ in range(n_w)]
         with cgutils.for_range(b, nbv) as loop:
             bo = b.mul(loop.index, _C(_i64, block_bytes))
             xo = b.mul(loop.index, _C(_i64, x_block_bytes))
-            ops.prefetch_at(wrow, _add(b, bo, _PREFETCH_BYTES))
-            dec = decode(ops, wrow, bo)
-            for k in range(n_tok):
-                apply(ops, dec, xrows[k], xo, states[k])
-        results = [finish(ops, st) for st in states]
-        if n_tok == 1:
+            for k in range(n_w):
+                ops.prefetch_at(wrows[k], _add(b, bo, _PREFETCH_BYTES))
+                dec = decode(ops, wrows[k], bo)
+                for t in range(n_tok):
+                    apply(ops, dec, xrows[t], xo, states[k][t])
+        results = [finish(ops, st) for row in states for st in row]
+        if single:
             return results[0]
         return context.make_tuple(b, signature.return_type, results)
 
-    if n_tok == 1:
+    if single:
         @intrinsic
         def dot(typingctx, w, woff, x, xoff, nb):
             return types.float32(w, woff, x, xoff, nb), codegen
     else:
         @intrinsic
-        def dot(typingctx, w, woff, x, xoff, x_stride, nb):
-            return types.UniTuple(types.float32, n_tok)(w, woff, x, xoff, x_stride, nb), codegen
+        def dot(typingctx, w, woff, w_stride, x, xoff, x_stride, nb):
+            sig = types.UniTuple(types.float32, n_w * n_tok)(w, woff, w_stride, x, xoff, x_stride, nb)
+            return sig, codegen
 
     return dot
 
@@ -387,7 +391,8 @@ _KINDS = {  # name: (weight block bytes, activation block bytes, decode, apply, 
     "q4_k": (144, 292, _dec_q4_k, _app_q4_k, _finish_acc_plus_acc4),
     "q6_k": (210, 292, _dec_q6_k, _app_q6_k, _finish_acc),
 }
-N_TOK = 4  # tokens per multi-token dot
+N_TOK = 4  # tokens per multi-token dot (prefill)
+N_W = 2    # weight rows per multi-row dot (decode)
 
 dot_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"])
 dot_q5_0_q8_0 = _make_dot(*_KINDS["q5_0"])
@@ -396,6 +401,7 @@ dot_q4_1_q8_1 = _make_dot(*_KINDS["q4_1"])
 dot_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"])
 dot_q4_k_q8_k = _make_dot(*_KINDS["q4_k"])
 dot_q6_k_q8_k = _make_dot(*_KINDS["q6_k"])
+# 1 weight row x 4 tokens
 dot4_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"], n_tok=N_TOK)
 dot4_q5_0_q8_0 = _make_dot(*_KINDS["q5_0"], n_tok=N_TOK)
 dot4_q8_0_q8_0 = _make_dot(*_KINDS["q8_0"], n_tok=N_TOK)
@@ -403,6 +409,14 @@ dot4_q4_1_q8_1 = _make_dot(*_KINDS["q4_1"], n_tok=N_TOK)
 dot4_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"], n_tok=N_TOK)
 dot4_q4_k_q8_k = _make_dot(*_KINDS["q4_k"], n_tok=N_TOK)
 dot4_q6_k_q8_k = _make_dot(*_KINDS["q6_k"], n_tok=N_TOK)
+# 2 weight rows x 1 token
+dot2r_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"], n_w=N_W)
+dot2r_q5_0_q8_0 = _make_dot(*_KINDS["q5_0"], n_w=N_W)
+dot2r_q8_0_q8_0 = _make_dot(*_KINDS["q8_0"], n_w=N_W)
+dot2r_q4_1_q8_1 = _make_dot(*_KINDS["q4_1"], n_w=N_W)
+dot2r_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"], n_w=N_W)
+dot2r_q4_k_q8_k = _make_dot(*_KINDS["q4_k"], n_w=N_W)
+dot2r_q6_k_q8_k = _make_dot(*_KINDS["q6_k"], n_w=N_W)
 
 
 # ---------------------------------------------------------------------------------------------

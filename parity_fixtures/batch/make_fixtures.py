@@ -76,7 +76,8 @@ CASES = [
     ("token too large", [], {"token": [1, 49152]}),
     ("negative token", [], {"token": [-1, 2]}),
     ("seq id too large", [], {"token": T(2), "seq_id": [[0], [4]]}),
-    ("negative seq id", [], {"token": T(1), "seq_id": [[-1]]}),
+    # a negative seq id with pos=NULL corrupts llama.cpp's heap (pos_next[-1] in
+    # llama_batch_compat::init), so it is not recorded; emel raises BatchError for it
     ("continue after cache", [{"token": T(6)}], {"token": T(2), "pos": [6, 7]}),
     ("gap after cache", [{"token": T(6)}], {"token": T(1), "pos": [7]}),
     ("overlap with cache", [{"token": T(6)}], {"token": T(1), "pos": [5]}),
@@ -93,7 +94,7 @@ CASES = [
     ("coupled diverged", [{"token": T(4), "pos": [0, 1, 2, 3]},
                           {"token": T(3), "pos": [1, 2, 3], "seq_id": [[1]] * 3}],
      {"token": T(1), "pos": [4], "seq_id": [[0, 1]]}),
-    ("more than n_batch", [], {"token": T(N_BATCH + 1)}),
+    # more than n_batch tokens aborts llama.cpp (GGML_ASSERT in llama_context::decode): not recorded
     ("empty", [], {"token": []}),
     ("fills the cache", [{"token": T(64)}, {"token": T(64)}, {"token": T(64)}], {"token": T(64)}),
     ("cache full", [{"token": T(64)}, {"token": T(64)}, {"token": T(64)}, {"token": T(60)}], {"token": T(8)}),
@@ -118,8 +119,7 @@ def main() -> None:
         L.llama_memory_clear(mem, True)
         for step in setup:
             ret = run_step(ctx, mem, step)
-            assert ret in (0, 1) and (ret == 0 or "rm" not in step), (name, step, ret)
-            assert "rm" in step or ret == 0, (name, step, ret)
+            assert ret == (1 if "rm" in step else 0), (name, step, ret)
         before = ranges(mem)
         ret = run_step(ctx, mem, batch)
         cases.append({"name": name, "setup": setup, "batch": batch, "ret": ret,

@@ -5,6 +5,12 @@ Calls the CPU backend of llama-cpp-python's bundled ggml through ctypes: `quanti
 `ggml_vec_dot_<type>_<vec_dot_type>` (what ggml_compute_forward_mul_mat calls per row and column
 when the weight is not repacked). Weights are random blocks: random bytes with sane f16 scales.
 
+Also records llama.cpp's repacked Q4_K path, which x86 AVX2 builds use for Q4_K weights with a
+multiple of 8 rows (repack.cpp, CPU_REPACK buffer): the weight is interleaved into block_q4_Kx8
+(make_block_q4_Kx8, transcribed below), one token goes through ggml_gemv_q4_K_8x8_q8_K with
+quantize_row_q8_K activations, groups of 4 tokens through ggml_gemm_q4_K_8x8_q8_K with
+ggml_quantize_mat_q8_K_4x8 activations.
+
 usage: ~/.cache/emel-ref/venv/bin/python parity_fixtures/matmul/make_fixtures.py
 writes parity_fixtures/matmul/vec_dot.npz
 """
@@ -70,13 +76,69 @@ def _activations(rng):
     return x
 
 
-def _weights(rng, qk, block_bytes, scale_offsets):
-    n_blocks = N_ROWS * N_COLS // qk
+def _weights(rng, qk, block_bytes, scale_offsets, n_rows=N_ROWS):
+    n_blocks = n_rows * N_COLS // qk
     w = rng.integers(0, 256, n_blocks * block_bytes, dtype=np.uint8).reshape(n_blocks, block_bytes)
     for off in scale_offsets:
         d = (rng.standard_normal(n_blocks) * 0.02).astype(np.float16).view(np.uint8).reshape(-1, 2)
         w[:, off:off + 2] = d
     return w.reshape(-1)
+
+
+def _repack_q4_k_x8(w, n_rows):
+    """GGUF Q4_K rows -> block_q4_Kx8 groups (repack_q4_K_to_q4_K_8_bl, interleave 8)."""
+    nblocks = N_COLS // 256
+    blocks = w.reshape(n_rows, nblocks, 144)
+    out = []
+    for g in range(n_rows // 8):
+        for x in range(nblocks):
+            src = blocks[g * 8:(g + 1) * 8, x]
+            d, dmin = src[:, 0:2].reshape(-1), src[:, 2:4].reshape(-1)
+            sc = src[:, 4:16].astype(np.int64)
+            qs = src[:, 16:]
+            oq = np.empty(1024, np.uint8)
+            for i in range(128):
+                oq[i * 8:(i + 1) * 8] = qs[i % 8, (i // 8) * 8:(i // 8) * 8 + 8]
+            osc = np.empty(96, np.int64)
+            for half in range(2):
+                for i in range(4):
+                    if half == 0:
+                        s6 = sc[:, i] & 63
+                        m6 = sc[:, i + 4] & 63
+                    else:
+                        s6 = ((sc[:, i] & 192) >> 2) | (sc[:, i + 8] & 15)
+                        m6 = ((sc[:, i + 4] & 192) >> 2) | ((sc[:, i + 8] & 240) >> 4)
+                    o = i * 12 + 48 * half
+                    for j in range(4):
+                        osc[o + j] = (s6[j] & 63) + ((s6[j + 4] & 48) << 2)
+                        osc[o + 4 + j] = (m6[j] & 63) + ((m6[j + 4] & 48) << 2)
+                        osc[o + 8 + j] = (s6[j + 4] & 15) + ((m6[j + 4] & 15) << 4)
+            out.append(np.concatenate([d, dmin, (osc & 255).astype(np.uint8), oq]))
+    return np.concatenate(out)
+
+
+def _q4_k_repacked(cpu, rng, x, xq_k, arrays):
+    n_rows, n_tokens = 16, x.shape[0]
+    w = _weights(rng, 256, 144, (0, 2), n_rows)
+    wr = _repack_q4_k_x8(w, n_rows)
+    xrow = N_COLS // 256 * 292
+    out_gemv = np.zeros((n_tokens, n_rows), np.float32)
+    for t in range(n_tokens):
+        cpu.ggml_gemv_q4_K_8x8_q8_K(ctypes.c_int(N_COLS), out_gemv[t].ctypes.data_as(ctypes.c_void_p),
+                                    ctypes.c_size_t(0), wr.ctypes.data_as(ctypes.c_void_p),
+                                    ctypes.c_void_p(xq_k.ctypes.data + t * xrow), ctypes.c_int(1), ctypes.c_int(n_rows))
+    assert n_tokens == 4
+    x4 = np.ascontiguousarray(x)
+    xq4 = np.zeros(N_COLS // 256 * (16 + 1024 + 128), np.uint8)
+    cpu.ggml_quantize_mat_q8_K_4x8(x4.ctypes.data_as(ctypes.c_void_p), xq4.ctypes.data_as(ctypes.c_void_p),
+                                   ctypes.c_int64(N_COLS))
+    out_gemm = np.zeros((n_tokens, n_rows), np.float32)
+    cpu.ggml_gemm_q4_K_8x8_q8_K(ctypes.c_int(N_COLS), out_gemm.ctypes.data_as(ctypes.c_void_p),
+                                ctypes.c_size_t(n_rows), wr.ctypes.data_as(ctypes.c_void_p),
+                                xq4.ctypes.data_as(ctypes.c_void_p), ctypes.c_int(4), ctypes.c_int(n_rows))
+    arrays["w_Q4_K_r8"] = w
+    arrays["out_Q4_K_r8_gemv"] = out_gemv
+    arrays["out_Q4_K_r8_gemm"] = out_gemm
 
 
 def main():
@@ -110,11 +172,13 @@ def main():
                 out[t, r] = s.value
         arrays[f"w_{tname}"] = w
         arrays[f"out_{tname}"] = out
+    _q4_k_repacked(cpu, rng, x, arrays["xq_q8_K"], arrays)
     meta = {
         "llama_cpp_python": version, "seed": SEED, "n_cols": N_COLS, "n_rows": N_ROWS,
         "n_tokens": n_tokens, "types": {k: v[0] for k, v in TYPES.items()},
         "cpu": {f: bool(getattr(cpu, f"ggml_cpu_has_{f}")()) for f in ("avx2", "avx512", "avx512_vnni")},
-        "functions": "quantize_row_q8_{0,1,K}, ggml_vec_dot_<type>_<vec_dot_type>",
+        "functions": "quantize_row_q8_{0,1,K}, ggml_vec_dot_<type>_<vec_dot_type>, "
+                     "ggml_gemv_q4_K_8x8_q8_K, ggml_gemm_q4_K_8x8_q8_K, ggml_quantize_mat_q8_K_4x8",
     }
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez_compressed(os.path.join(HERE, "vec_dot.npz"), **arrays)

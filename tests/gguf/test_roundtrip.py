@@ -225,3 +225,11 @@ def test_duplicate_tensor_across_splits(tmp_path) -> None:
     paths[1].write_bytes(raw)
     with pytest.raises(GGUFError, match="'blk.0.w' is duplicated across splits"):
         read(paths[0])
+
+
+def test_closed_file_refuses_tensor_data(every_type) -> None:
+    with read(every_type[0]) as gf:
+        name = next(iter(gf.tensors))
+        assert gf.tensor_data(name).nbytes == gf.tensors[name].nbytes
+    with pytest.raises(GGUFError, match="closed"):
+        gf.tensor_data(name)
