@@ -7,7 +7,9 @@ x86 AVX2 `ggml_vec_dot_<w>_<x>` (ggml/src/ggml-cpu/arch/x86/quants.c): per 32-by
 lanes are converted to float and accumulated with one FMA chain per row, and `hsum_float_8`
 reduces the 8 lanes in llama.cpp's order. Integer lane sums are exact whatever instruction
 produces them (VNNI `vpdpbusd` gives the same lanes), so results are bit-identical to llama.cpp's
-vec_dot on AVX2 and AVX-512 builds.
+vec_dot on AVX2 and AVX-512 builds. `dot*_q4_k_r8_gemv` / `dot*_q4_k_r8_gemm` reproduce instead the
+float steps of llama.cpp's repacked Q4_K kernels (ggml_gemv / ggml_gemm_q4_K_8x8_q8_K of
+arch/x86/repack.cpp), which AVX2 builds use for Q4_K weights with a multiple of 8 rows.
 
 Signature of every dot intrinsic:
     dot(w: uint8[:], woff: int64, x: uint8[:], xoff: int64, nb: int64) -> float32
@@ -29,7 +31,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-SIMD_VERSION = 6
+SIMD_VERSION = 7
 
 _FEATURES = _llvm_binding.get_host_cpu_features()
 HAS_AVX2 = all(_FEATURES.get(f, False) for f in ("avx2", "fma", "f16c"))
@@ -200,6 +202,7 @@ def _make_dot(block_bytes, x_block_bytes, decode, apply, finish, n_w=1, n_tok=1)
             "acc": cgutils.alloca_once_value(b, _C(_V8F, None)),
             "acc4": cgutils.alloca_once_value(b, _C(_V4F, None)),
             "sum": cgutils.alloca_once_value(b, _C(_f32, 0.0)),
+            "sum2": cgutils.alloca_once_value(b, _C(_f32, 0.0)),
         } for _ in range(n_tok)] for _ in range(n_w)]
         with cgutils.for_range(b, nbv) as loop:
             bo = b.mul(loop.index, _C(_i64, block_bytes))
@@ -233,6 +236,10 @@ def _finish_acc(ops, st):
 
 def _finish_acc_plus_sum(ops, st):
     return ops.b.fadd(_hsum8(ops.b, ops.b.load(st["acc"])), ops.b.load(st["sum"]))
+
+
+def _finish_sum_minus_sum2(ops, st):
+    return ops.b.fsub(ops.b.load(st["sum"]), ops.b.load(st["sum2"]))
 
 
 def _finish_acc_plus_acc4(ops, st):
@@ -344,6 +351,54 @@ def _app_q4_k(ops, dec, x, xo, st):
     ops.fma_acc(st["acc"], d, sumi)
 
 
+def _hsum_i32(b, v, n):
+    s = b.extract_element(v, _C(_i32, 0))
+    for k in range(1, n):
+        s = b.add(s, b.extract_element(v, _C(_i32, k)))
+    return s
+
+
+def _q4_k_r8_step(ops, st, isum, imin, dw, dminw, yd):
+    """acc += isum * (dw * yd); acc_min += imin * (dmin * yd): the float steps of llama.cpp's
+    repacked Q4_K gemv / gemm (arch/x86/repack.cpp), one FMA each, result acc - acc_min."""
+    b = ops.b
+    b.store(b.call(ops.fma1, [b.sitofp(isum, _f32), b.fmul(dw, yd), b.load(st["sum"])]), st["sum"])
+    b.store(b.call(ops.fma1, [b.sitofp(imin, _f32), b.fmul(dminw, yd), b.load(st["sum2"])]), st["sum2"])
+
+
+def _q4_k_r8_parts(ops, dec, x, xo):
+    """Per 64-value pair of sub-blocks k: integer scaled dot (8 lanes) and the min term."""
+    b = ops.b
+    dw, dminw, mins, quants, scales = dec
+    bs = _load(b, x, _add(b, xo, 260), _V(_i16, 16))
+    q8s = b.add(_shuf(b, bs, bs, range(0, 16, 2)), _shuf(b, bs, bs, range(1, 16, 2)))
+    prod = b.call(ops.maddwd128, [mins, q8s])
+    sums = []
+    for j in range(4):
+        q8l = _load(b, x, _add(b, xo, 4 + 64 * j), _V(_i8, 32))
+        q8h = _load(b, x, _add(b, xo, 4 + 64 * j + 32), _V(_i8, 32))
+        pl = b.call(ops.maddwd, [scales[2 * j], b.call(ops.maddubs, [quants[2 * j], q8l])])
+        ph = b.call(ops.maddwd, [scales[2 * j + 1], b.call(ops.maddubs, [quants[2 * j + 1], q8h])])
+        sums.append(b.add(pl, ph))
+    return dw, dminw, _load(b, x, xo, _f32), sums, prod
+
+
+def _app_q4_k_r8_gemv(ops, dec, x, xo, st):
+    """ggml_gemv_q4_K_8x8_q8_K: one FMA per super-block with the whole block's integer sums."""
+    b = ops.b
+    dw, dminw, yd, sums, prod = _q4_k_r8_parts(ops, dec, x, xo)
+    total = b.add(b.add(sums[0], sums[1]), b.add(sums[2], sums[3]))
+    _q4_k_r8_step(ops, st, _hsum_i32(b, total, 8), _hsum_i32(b, prod, 4), dw, dminw, yd)
+
+
+def _app_q4_k_r8_gemm(ops, dec, x, xo, st):
+    """ggml_gemm_q4_K_8x8_q8_K: one FMA per 64-value pair of sub-blocks."""
+    b = ops.b
+    dw, dminw, yd, sums, prod = _q4_k_r8_parts(ops, dec, x, xo)
+    for j in range(4):
+        _q4_k_r8_step(ops, st, _hsum_i32(b, sums[j], 8), b.extract_element(prod, _C(_i32, j)), dw, dminw, yd)
+
+
 def _dec_q6_k(ops, w, bo):
     b = ops.b
     sc16 = b.sext(_load(b, w, _add(b, bo, 192), _V(_i8, 16)), _V(_i16, 16))
@@ -390,6 +445,8 @@ _KINDS = {  # name: (weight block bytes, activation block bytes, decode, apply, 
     "q5_1": (24, 36, _dec_q5_1, _app_min, _finish_acc_plus_sum),
     "q4_k": (144, 292, _dec_q4_k, _app_q4_k, _finish_acc_plus_acc4),
     "q6_k": (210, 292, _dec_q6_k, _app_q6_k, _finish_acc),
+    "q4_k_r8_gemv": (144, 292, _dec_q4_k, _app_q4_k_r8_gemv, _finish_sum_minus_sum2),
+    "q4_k_r8_gemm": (144, 292, _dec_q4_k, _app_q4_k_r8_gemm, _finish_sum_minus_sum2),
 }
 N_TOK = 4  # tokens per multi-token dot (prefill)
 N_W = 2    # weight rows per multi-row dot (decode)
@@ -401,6 +458,8 @@ dot_q4_1_q8_1 = _make_dot(*_KINDS["q4_1"])
 dot_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"])
 dot_q4_k_q8_k = _make_dot(*_KINDS["q4_k"])
 dot_q6_k_q8_k = _make_dot(*_KINDS["q6_k"])
+dot_q4_k_r8_gemv = _make_dot(*_KINDS["q4_k_r8_gemv"])
+dot_q4_k_r8_gemm = _make_dot(*_KINDS["q4_k_r8_gemm"])
 # 1 weight row x 4 tokens
 dot4_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"], n_tok=N_TOK)
 dot4_q5_0_q8_0 = _make_dot(*_KINDS["q5_0"], n_tok=N_TOK)
@@ -409,6 +468,7 @@ dot4_q4_1_q8_1 = _make_dot(*_KINDS["q4_1"], n_tok=N_TOK)
 dot4_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"], n_tok=N_TOK)
 dot4_q4_k_q8_k = _make_dot(*_KINDS["q4_k"], n_tok=N_TOK)
 dot4_q6_k_q8_k = _make_dot(*_KINDS["q6_k"], n_tok=N_TOK)
+dot4_q4_k_r8_gemm = _make_dot(*_KINDS["q4_k_r8_gemm"], n_tok=N_TOK)
 # 2 weight rows x 1 token
 dot2r_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"], n_w=N_W)
 dot2r_q5_0_q8_0 = _make_dot(*_KINDS["q5_0"], n_w=N_W)
@@ -417,6 +477,7 @@ dot2r_q4_1_q8_1 = _make_dot(*_KINDS["q4_1"], n_w=N_W)
 dot2r_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"], n_w=N_W)
 dot2r_q4_k_q8_k = _make_dot(*_KINDS["q4_k"], n_w=N_W)
 dot2r_q6_k_q8_k = _make_dot(*_KINDS["q6_k"], n_w=N_W)
+dot2r_q4_k_r8_gemv = _make_dot(*_KINDS["q4_k_r8_gemv"], n_w=N_W)
 
 
 # ---------------------------------------------------------------------------------------------
