@@ -16,3 +16,6 @@ from .errors import (
 )
 
 __version__ = "0.1.0"
+
+from . import gguf  # noqa: E402
+from .loader import ModelFile, load_model_file  # noqa: E402

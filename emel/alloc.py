@@ -374,6 +374,7 @@ class GraphAllocator:
         self._node_allocs: list[tuple[Placement, list[Placement]]] = []
         self._leaf_allocs: list[Placement] = []
         self._peak: list[int] = [0] * len(self.bufts)
+        self._arenas: dict[int, Arena] = {}
 
     # -- public API -------------------------------------------------------------------------
 
@@ -475,8 +476,20 @@ class GraphAllocator:
         return sum(self.buffers[buffer_id])
 
     def make_arena(self, buffer_id: int = 0) -> Arena:
-        """An Arena sized for buffer `buffer_id` (all its chunks laid end to end)."""
+        """A new Arena sized for buffer `buffer_id` (all its chunks laid end to end)."""
         return Arena(sum(self.buffers[buffer_id] or []), max(64, self.bufts[buffer_id].alignment))
+
+    def get_arena(self, buffer_id: int = 0) -> Arena:
+        """The arena of buffer `buffer_id`, replaced only when a reserve grew the buffer.
+
+        The decode loop calls this after alloc_graph; with a reserved worst case it returns the
+        same Arena every time, so nothing is allocated per ubatch.
+        """
+        size = sum(self.buffers[buffer_id] or [])
+        arena = self._arenas.get(buffer_id)
+        if arena is None or arena.nbytes != size:
+            arena = self._arenas[buffer_id] = self.make_arena(buffer_id)
+        return arena
 
     # -- planning (ggml_gallocr_alloc_graph_impl) -------------------------------------------
 

@@ -11,7 +11,7 @@ Follows llama.cpp src/llama-kv-cache.cpp (llama_kv_cache) and src/llama-kv-cache
 - `get_mask`: the float32 KQ mask (0 keep, -inf drop) of set_input_kq_mask, shape
   [n_tokens, n_kv]; there are no padded mask rows in this llama.cpp version (GGML_KQ_MASK_PAD
   is gone); with several streams, rows s*n_tps .. (s+1)*n_tps-1 belong to stream sinfo.strm[s];
-- `state_write` / `state_read` of one sequence (same field order as llama.cpp's format).
+- `state_write` / `state_read` of one sequence (emel/kv_state.py, llama.cpp's field order).
 
 Storage: one `Arena` (emel/arena.py) holds every layer's K and V. Per layer:
 - K: [n_stream][kv_size][n_embd_k_gqa] in the cache type (row = one cell, heads contiguous);
@@ -26,6 +26,20 @@ decoder's `k_shift(il, k, shift)` for every layer: `k` is the layer's K storage 
 cells); the function must rotate K in place with RoPE at those deltas (llama.cpp's
 build_graph_shift: ggml_rope_ext with the layer's freq base/scale), then the shifts are cleared.
 
+Decoder usage, per llama_decode call (names as in llama_context::decode):
+    balloc.init(batch, memory=cache, n_batch=n_batch)        # BatchError on bad input
+    cache.update(k_shift)                                      # pending K-shifts (seq_add/seq_div)
+    for ub, sinfo in cache.init_batch(balloc, n_ubatch):       # KVCacheFullError, cache unchanged
+        cache.apply_ubatch(sinfo, ub)
+        n_kv = cache.get_n_kv(sinfo)
+        mask = cache.get_mask(ub, n_kv)                          # float32[n_tokens, n_kv]
+        for il in layers:
+            cache.store_k(il, sinfo, k_cur); cache.store_v(il, sinfo, v_cur)   # or write rows
+            k = cache.get_k(il, n_kv, sinfo); v = cache.get_v(il, n_kv, sinfo) # at k_idxs(sinfo)
+    outputs come in ubatch order: emel.batch.output_order(balloc.out_ids, n_tokens)
+An iSWA model uses KVCacheISWA: init_batch yields (ub, sinfo_base, sinfo_swa) and each layer
+uses cache.cache_of(il) with its own slot info and mask.
+
 Differences on purpose: bad arguments raise (BatchError, KVCacheFullError) instead of
 asserting; at most 64 sequences; `defrag()` compacts the cache (llama.cpp 0.3.36 no longer
 defragments); no M-RoPE cell extension; no Hadamard rotation of quantized K.
@@ -34,8 +48,6 @@ defragments); no M-RoPE cell extension; no Hadamard rotation of quantized K.
 from __future__ import annotations
 
 import enum
-import io
-import struct
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -499,19 +511,27 @@ class KVCache:
             res = max(res, min(c.size, max(pad, padded)))
         return res
 
-    def get_mask(self, ubatch: UBatch, n_kv: int, causal: bool = True, n_stream: int | None = None) -> np.ndarray:
+    def get_mask(self, ubatch: UBatch, n_kv: int, causal: bool = True, n_stream: int | None = None,
+                 out: np.ndarray | None = None) -> np.ndarray:
         """float32[n_tokens, n_kv] KQ mask (0 keep, -inf drop) of llama_kv_cache::set_input_kq_mask.
 
         Token i attends cell j when j is not empty, holds the token's first sequence, is not in
         its future (causal) and is inside its sliding window (SWA caches). `n_stream` is the
-        number of mask blocks (1 for a unified cache, else ubatch.n_seqs_unq).
+        number of mask blocks (1 for a unified cache, else ubatch.n_seqs_unq). `out`, if given,
+        is a float32 array of n_tokens * n_kv elements (an arena view) that receives the mask.
         """
         if n_stream is None:
             n_stream = 1 if self.n_stream == 1 else ubatch.n_seqs_unq
         n_tokens = ubatch.n_tokens
         if n_tokens % n_stream:
             raise BatchError(f"{n_tokens} tokens do not split into {n_stream} mask blocks")
-        out = np.full((n_tokens, n_kv), -np.inf, dtype=np.float32)
+        if out is None:
+            out = np.empty((n_tokens, n_kv), dtype=np.float32)
+        else:
+            if out.dtype != np.float32 or out.size != n_tokens * n_kv:
+                raise BatchError(f"mask buffer must be float32[{n_tokens * n_kv}], got {out.dtype}[{out.size}]")
+            out = out.reshape(n_tokens, n_kv)
+        out[:] = -np.inf
         p1_all = ubatch.pos.astype(np.int64)
         sid_all = ubatch.seq_id.astype(np.int64)
         # group rows by stream: each row reads the cells of its sequence's stream
@@ -564,136 +584,23 @@ class KVCache:
             self.v_heads[st] = int(src.shape[0]) if src.shape[0] < cells.size else 0
         return moved
 
-    # -- sequence state (llama_kv_cache::state_write / state_read) -------------------------------
+    # -- sequence state (llama_kv_cache::state_write / state_read, in emel/kv_state.py) ------------
 
     def state_write(self, seq_id: int) -> bytes:
         """Serialize the cells and K/V rows of one sequence."""
-        self._check_seq(seq_id)
-        out = io.BytesIO()
-        out.write(struct.pack("<I", self.n_stream))
-        for st, cells in enumerate(self.v_cells):
-            sel = cells.seq_mask(seq_id) & (cells.pos >= 0)
-            if self.swa_type != SwaType.NONE:
-                sel &= ~is_masked_swa(self.n_swa, self.swa_type, cells.pos, cells.seq_pos_max(seq_id))
-            ix = np.flatnonzero(sel)
-            out.write(struct.pack("<I", ix.shape[0]))
-            if ix.shape[0] == 0:
-                continue
-            for i in ix:
-                out.write(struct.pack("<iIi", int(cells.pos[i]), 1, seq_id))
-            out.write(struct.pack("<II", int(self.v_trans), len(self.layers)))
-            for il in self.layers:
-                k = self.k_view(il)[st].reshape(self.size, -1)
-                out.write(struct.pack("<iQ", int(self.type_k), k.shape[1] * k.itemsize))
-                out.write(np.ascontiguousarray(k[ix]).tobytes())
-            for il in self.layers:
-                v = self.v_view(il)[st]
-                if self.v_trans:
-                    out.write(struct.pack("<iII", int(self.type_v), v.itemsize, v.shape[0]))
-                    out.write(np.ascontiguousarray(v[:, ix]).tobytes())
-                else:
-                    v = v.reshape(self.size, -1)
-                    out.write(struct.pack("<iQ", int(self.type_v), v.shape[1] * v.itemsize))
-                    out.write(np.ascontiguousarray(v[ix]).tobytes())
-        return out.getvalue()
+        from .kv_state import state_write
+
+        return state_write(self, seq_id)
 
     def state_read(self, data: bytes, seq_id: int) -> None:
         """Restore a sequence saved by state_write into seq_id (replacing what seq_id held).
 
-        Raises KVCacheFullError (nothing changed) if the cells do not fit, BatchError if the data
+        Raises KVCacheFullError (cache unchanged) if the cells do not fit, BatchError if the data
         does not match this cache.
         """
-        self._check_seq(seq_id)
-        rd = _Reader(data)
-        if rd.u32() != self.n_stream:
-            raise BatchError("saved state has a different number of streams")
-        plans = []
-        for st in range(self.n_stream):
-            n = rd.u32()
-            if n == 0:
-                continue
-            pos = np.empty(n, dtype=np.int32)
-            for i in range(n):
-                p, n_seq_id = rd.unpack("<iI")
-                if n_seq_id != 1:
-                    raise BatchError("saved state holds cells of several sequences")
-                rd.unpack("<i")
-                pos[i] = p
-            v_trans, n_layer = rd.unpack("<II")
-            if bool(v_trans) != self.v_trans or n_layer != len(self.layers):
-                raise BatchError("saved state does not match this cache's layout")
-            ks, vs = [], []
-            for il in self.layers:
-                t, row = rd.unpack("<iQ")
-                if t != int(self.type_k) or row != self._k_refs[il].shape[2] * self._k_refs[il].dtype.itemsize:
-                    raise BatchError(f"saved K of layer {il} has another type or row size")
-                ks.append(rd.take(n * row))
-            for il in self.layers:
-                if self.v_trans:
-                    t, el, n_embd = rd.unpack("<iII")
-                    ok = t == int(self.type_v) and n_embd == self.n_embd_v_gqa[il]
-                    vs.append(rd.take(n * n_embd * el))
-                else:
-                    t, row = rd.unpack("<iQ")
-                    ok = t == int(self.type_v) and row == self._v_refs[il].shape[2] * self._v_refs[il].dtype.itemsize
-                    vs.append(rd.take(n * row))
-                if not ok:
-                    raise BatchError(f"saved V of layer {il} has another type or row size")
-            plans.append((pos, ks, vs))
-        if rd.left():
-            raise BatchError(f"{rd.left()} unexpected trailing bytes in saved state")
-        for pos, ks, vs in plans:
-            self._restore_seq(seq_id, pos, ks, vs)
+        from .kv_state import state_read
 
-    def _restore_seq(self, seq_id, pos, ks, vs) -> None:
-        n = pos.shape[0]
-        st = self.seq_to_stream[seq_id]
-        if n > self.size:
-            raise KVCacheFullError(f"saved sequence has {n} cells, the cache {self.size}")
-        saved = self._snapshot_all(), list(self.v_heads)
-        self.seq_rm(seq_id, -1, -1)
-        ub = BatchAllocator(1, self.n_seq_max).ubatch_reserve(n, 1)
-        ub.pos[:] = pos
-        ub.seq_id[:] = seq_id
-        ub.seq_mask[:] = np.uint64(1) << np.uint64(seq_id)
-        ub.seq_id_unq[:] = seq_id
-        sinfo = self.find_slot(ub, False)
-        if sinfo is None:
-            self._restore_all(saved[0])
-            self.v_heads = saved[1]
-            raise KVCacheFullError(f"no room for the {n} cells of the saved sequence")
-        self.apply_ubatch(sinfo, ub)
-        ix = sinfo.idxs[0]
-        for il, kb, vb in zip(self.layers, ks, vs):
-            k = self.k_view(il)[st].reshape(self.size, -1)
-            k[ix] = np.frombuffer(kb, dtype=k.dtype).reshape(n, -1)
-            v = self.v_view(il)[st]
-            if self.v_trans:
-                v[:, ix] = np.frombuffer(vb, dtype=v.dtype).reshape(v.shape[0], n)
-            else:
-                v = v.reshape(self.size, -1)
-                v[ix] = np.frombuffer(vb, dtype=v.dtype).reshape(n, -1)
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.off = memoryview(data), 0
-
-    def take(self, n: int) -> bytes:
-        if self.off + n > len(self.data):
-            raise BatchError(f"saved state truncated: need {n} bytes at offset {self.off}")
-        b = bytes(self.data[self.off : self.off + n])
-        self.off += n
-        return b
-
-    def unpack(self, fmt: str):
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
-
-    def u32(self) -> int:
-        return self.unpack("<I")[0]
-
-    def left(self) -> int:
-        return len(self.data) - self.off
+        state_read(self, data, seq_id)
 
 
 def _align(n: int, a: int = 64) -> int:

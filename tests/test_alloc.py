@@ -363,10 +363,14 @@ def test_same_shape_graph_reuses_the_reserved_plan():
         plan = galloc.alloc_graph(g)
         assert galloc.buffer_size(0) == size and galloc.n_reallocs == 1
         assert plan.refs["out"].offset == galloc.alloc_graph(worst).refs["out"].offset
+    arena = galloc.get_arena(0)
+    galloc.alloc_graph(_layer_graph(3)[0])
+    assert galloc.get_arena(0) is arena and arena.nbytes == size
     bigger, _ = _layer_graph(65)
     assert galloc.needs_realloc(bigger)
     galloc.alloc_graph(bigger)
     assert galloc.n_reallocs == 2 and galloc.buffer_size(0) > size
+    assert galloc.get_arena(0) is not arena and galloc.get_arena(0).nbytes == galloc.buffer_size(0)
 
 
 def test_plan_report_and_arena_views_do_not_overlap_live_tensors():

@@ -1,9 +1,9 @@
 """`python -m emel.bench --grammar`: the grammar sampler's cost per token on a real vocabulary.
 
 Builds the grammar sampler for the built-in JSON grammar (llama.cpp grammars/json.gbnf) over
-SmolLM2's 49152-token vocabulary, tokenizes a realistic JSON document with llama.cpp's token
-boundaries (greedy longest-piece match when no tokenizer is available), then for every token
-applies the sampler to the full vocabulary and accepts the token. Reports milliseconds per token
+SmolLM2's 49152-token vocabulary (pieces from emel's tokenizer, `token_to_piece(id, special=True)`),
+tokenizes a realistic JSON document with emel's tokenizer, then for every token applies the sampler
+to the full vocabulary and accepts the token. Reports milliseconds per token
 for apply (cold: first visit of a grammar state; warm: the same document again) and accept.
 
 Options: --model NAME_OR_PATH (default smollm2-135m), --repeat N (default 3).
@@ -65,26 +65,6 @@ def load_vocab(model: str):
     return vocab_pieces(vocab), sorted(vocab.eog_ids)
 
 
-def greedy_tokens(pieces: list[bytes], text: bytes) -> list[int]:
-    """Longest-piece-first segmentation (a stand-in tokenizer: every token is a real vocab piece)."""
-    by_piece = {}
-    for tid, p in enumerate(pieces):
-        if p:
-            by_piece.setdefault(p, tid)
-    max_len = max(len(p) for p in by_piece)
-    out, i = [], 0
-    while i < len(text):
-        for n in range(min(max_len, len(text) - i), 0, -1):
-            tid = by_piece.get(text[i:i + n])
-            if tid is not None:
-                out.append(tid)
-                i += n
-                break
-        else:
-            raise ValueError(f"no piece for byte {text[i]:#x}")
-    return out
-
-
 def main(argv: list[str]) -> int:
     from emel.grammar.json_schema import JSON_GRAMMAR
     from emel.grammar.sampler import GrammarSampler, GrammarVocab
@@ -96,12 +76,21 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
 
+    from pathlib import Path
+
+    import emel.gguf as G
+    from emel import catalog
+    from emel.tokenizer import Tokenizer
+
     t0 = time.perf_counter()
-    pieces, eog = load_vocab(args.model)
+    path = Path(args.model) if Path(args.model).is_file() else catalog.fetch(args.model)
+    tok = Tokenizer.from_metadata(G.read(path).metadata)
+    pieces = [tok.token_to_piece(t, special=True) for t in range(tok.n_tokens)]
+    eog = sorted(tok.vocab.eog_ids)
     t1 = time.perf_counter()
     gv = GrammarVocab(pieces, eog)
     t2 = time.perf_counter()
-    tokens = greedy_tokens(pieces, DOC.encode("utf-8"))
+    tokens = tok.tokenize(DOC, add_special=False, parse_special=False)
     print(f"vocab: {len(pieces)} tokens, read {t1 - t0:.2f} s, decoded + trie {t2 - t1:.2f} s "
           f"({gv.n_nodes} trie nodes)")
     print(f"document: {len(DOC.encode())} bytes, {len(tokens)} tokens, JSON grammar")
@@ -135,5 +124,5 @@ def main(argv: list[str]) -> int:
         print(f"{r[0]:<20} {r[1]:>12.3f} {r[2]:>8.3f} {r[3]:>8.3f} {r[4]:>10.3f} {r[5]:>13.0f}")
     total = rows[0][1] + rows[0][4]
     print(f"grammar cost per token (cold, apply + accept): {total:.3f} ms; "
-          f"states: {len(s.grammar.state_stacks)}")
+          f"states: {len(s._tables.g.state_stacks)}")
     return 0

@@ -7,7 +7,6 @@ are built here, deterministically, so both sides tokenize identical bytes.
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 import sys
@@ -126,18 +125,14 @@ def main(argv: list[str]) -> int:
             mb = len(text.encode("utf-8")) / 1e6
             r = ref.get(family, {}).get(name, {})
             ref_mbs = f"{r['mb_per_s']:.2f}" if r else "-"
-            same = "-" if not r else ("yes" if r.get("sha1") == _sha1(ids) else "NO")
+            same = "-" if not r else ("yes" if r.get("sha1") == sha1_ids(ids) else "NO")
             print(f"{family:24s} {t_load:7.2f} {name:8s} {mb / best:10.2f} {ref_mbs:>15s} "
                   f"{len(ids):8d} {same:>8s}")
     return 0
 
 
-def _sha1(ids: list[int]) -> str:
+def sha1_ids(ids: list[int]) -> str:
     import hashlib
 
     return hashlib.sha1(",".join(map(str, ids)).encode()).hexdigest()
 
-
-def _unused_gzip_reader(path: Path) -> dict:
-    with gzip.open(path, "rt") as f:
-        return json.load(f)

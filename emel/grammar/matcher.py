@@ -290,6 +290,16 @@ class Grammar:
                 return False
         return self.end_ok(sid, partial)
 
+    def fork_states(self) -> "Grammar":
+        """A view sharing the rules and stack caches, with its own interned states."""
+        other = object.__new__(Grammar)
+        other.__dict__.update(self.__dict__)
+        other.state_stacks = []
+        other._state_ids = {}
+        other._trans = []
+        other._partial_ok = []
+        return other
+
     def reset_states(self) -> None:
         """Drop the interned states (a long generation can make many)."""
         self.state_stacks.clear()

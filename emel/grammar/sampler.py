@@ -18,6 +18,7 @@ Not supported: lazy grammars (trigger words / patterns / tokens).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Iterable, Sequence
 
@@ -34,6 +35,8 @@ from emel.sampling.token_data import TokenDataArray
 _MAX_CACHED_MASKS = 256
 _MAX_STATES = 1 << 16
 _MISS_CAP = 1 << 16
+_FEW_CANDIDATES = 16
+_SPECIAL_RE = re.compile(r"[.^$|()*+?\[\]{}\\]")
 
 
 class GrammarVocab:
@@ -136,7 +139,7 @@ class _Tables:
     """Per (grammar, vocab) caches: char classes, state transitions, partial checks, masks."""
 
     def __init__(self, grammar: Grammar, vocab: GrammarVocab):
-        self.g = grammar
+        self.g = grammar.fork_states()  # state ids index this object's tables only
         self.v = vocab
         bounds = {0}
         types, values = grammar.types, grammar.values
@@ -165,7 +168,7 @@ class _Tables:
         self.tok_val: list[int] = []
         self.tok_arrays = (np.zeros(1, np.int32), np.zeros(1, np.int32))
         self.n_known = 0
-        self.masks: dict[int, np.ndarray] = {}
+        self.masks: dict = {}  # state id, or (state id, partial) -> uint8[n_vocab]
 
     def state_id(self, stacks) -> int:
         if len(self.g.state_stacks) > _MAX_STATES:
@@ -228,10 +231,13 @@ class _Tables:
                     self.trans[st, key] = nxt if nxt != DEAD else DEAD
                 else:
                     self.partial_ok[st, key] = 1 if self.g.end_ok(st, self.v.partials[key]) else 0
+        self.remember(sid, allowed)
+        return allowed
+
+    def remember(self, key, allowed: np.ndarray) -> None:
         if len(self.masks) >= _MAX_CACHED_MASKS:
             self.masks.pop(next(iter(self.masks)))
-        self.masks[sid] = allowed
-        return allowed
+        self.masks[key] = allowed
 
 
 class GrammarSampler(Sampler):
@@ -241,16 +247,39 @@ class GrammarSampler(Sampler):
     `GrammarVocab` or the list of `token_to_piece(id, special=True)` bytes; eog: end-of-generation
     ids (when vocab is a list). An empty grammar text gives a sampler that changes nothing, as
     llama.cpp's.
+
+    Lazy grammars (llama_sampler_init_grammar_lazy_patterns): with `lazy=True` nothing is
+    constrained until a trigger token is accepted or the text generated so far matches a trigger
+    pattern (a regex, matched on bytes; `^...$` patterns must match it all); the grammar then takes
+    the text from the pattern's first non-empty group (or the match) onwards. `trigger_words` are
+    the deprecated form, turned into one pattern as llama.cpp does.
     """
 
     name = "grammar"
 
     def __init__(self, grammar: str | bytes | Grammar, root: str = "root",
                  vocab: GrammarVocab | Sequence[bytes] | None = None, eog: Iterable[int] = (),
-                 tokenize=None):
+                 tokenize=None, lazy: bool = False, trigger_patterns: Sequence[str] = (),
+                 trigger_tokens: Iterable[int] = (), trigger_words: Sequence[str] = ()):
         if vocab is None:
             raise GrammarError("the grammar sampler needs the vocabulary pieces")
         self.vocab = vocab if isinstance(vocab, GrammarVocab) else GrammarVocab(vocab, eog)
+        patterns = list(trigger_patterns)
+        if trigger_words:
+            if patterns:
+                raise GrammarError("give trigger_words or trigger_patterns, not both")
+            patterns = ["[\\s\\S]*?(" + "|".join(_SPECIAL_RE.sub(r"\\\g<0>", w)
+                                                  for w in trigger_words) + ")[\\s\\S]*"]
+        self.lazy = bool(lazy)
+        self.trigger_patterns = patterns
+        try:
+            self._trigger_res = [re.compile(p.encode("utf-8")) for p in patterns]
+        except re.error as e:
+            raise GrammarError(f"bad trigger pattern: {e}") from None
+        self.trigger_tokens = [int(t) for t in trigger_tokens]
+        self.awaiting_trigger = self.lazy
+        self._trigger_buffer = b""
+        self._trigger_positions: list[tuple[int, int, int]] = []
         if isinstance(grammar, Grammar):
             self.grammar = grammar
         elif not grammar:
@@ -265,7 +294,7 @@ class GrammarSampler(Sampler):
         self.t_accept_s = 0.0
 
     def apply(self, cur: TokenDataArray) -> None:
-        if self.grammar is None:
+        if self.grammar is None or self.awaiting_trigger:
             return
         t0 = time.perf_counter()
         n = cur.size
@@ -273,11 +302,35 @@ class GrammarSampler(Sampler):
         if n and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab.n_vocab):
             raise GrammarError(f"candidate token ids must be in [0, {self.vocab.n_vocab}), got "
                                f"[{int(ids.min())}, {int(ids.max())}]")
-        allowed = self.allowed_mask()
         logits = cur.logits[:n]
-        logits[allowed[ids] == 0] = -np.inf
+        if n <= _FEW_CANDIDATES:
+            # e.g. common_sampler's check of the one selected token: no whole-vocabulary walk
+            for i, tok in enumerate(ids.tolist()):
+                if not self._allowed_one(tok):
+                    logits[i] = -np.inf
+        else:
+            allowed = self.allowed_mask()
+            logits[allowed[ids] == 0] = -np.inf
         self.n_apply += 1
         self.t_apply_s += time.perf_counter() - t0
+
+    def _allowed_one(self, tok: int) -> bool:
+        st = self.state
+        v = self.vocab
+        if v.is_eog[tok]:
+            return st.can_end()
+        piece = v.pieces[tok]
+        if not piece or piece[0] == 0:
+            return False
+        tables = self._tables
+        sid = tables.state_id(st.stacks)
+        cached = tables.masks.get(sid) if st.partial[1] <= 0 else None
+        if cached is not None:
+            return bool(cached[tok])
+        cps, partial = decode_utf8(piece, st.partial)
+        ok = tables.g.token_accepted(sid, tok, cps, partial)
+        tables._sync()
+        return ok
 
     def allowed_mask(self) -> np.ndarray:
         """uint8[n_vocab]: 1 for every token the grammar allows next (eog included)."""
@@ -286,12 +339,18 @@ class GrammarSampler(Sampler):
         sid = tables.state_id(st.stacks)
         v = self.vocab
         if st.partial[1] > 0:
-            allowed = np.zeros(v.n_vocab, np.uint8)
-            for tid in v.cont_tokens.tolist():
-                cps, partial = decode_utf8(v.pieces[tid], st.partial)
-                if self.grammar.token_accepted(sid, tid, cps, partial):
-                    allowed[tid] = 1
-            tables._sync()
+            # only pieces that start with continuation bytes can finish the partial character
+            key = (sid, st.partial)
+            allowed = tables.masks.get(key)
+            if allowed is None:
+                allowed = np.zeros(v.n_vocab, np.uint8)
+                for tid in v.cont_tokens.tolist():
+                    cps, partial = decode_utf8(v.pieces[tid], st.partial)
+                    if tables.g.token_accepted(sid, tid, cps, partial):
+                        allowed[tid] = 1
+                tables._sync()
+                tables.remember(key, allowed)
+            allowed = allowed.copy()
         else:
             allowed = tables.mask(sid).copy()
         allowed[v.eog_ids] = 1 if st.can_end() else 0
@@ -304,7 +363,9 @@ class GrammarSampler(Sampler):
         token = int(token)
         if not 0 <= token < self.vocab.n_vocab:
             raise GrammarError(f"token {token} is outside the vocabulary of {self.vocab.n_vocab}")
-        if self.vocab.is_eog[token]:
+        if self.awaiting_trigger:
+            self._accept_awaiting(token)
+        elif self.vocab.is_eog[token]:
             if not self.state.can_end():
                 raise GrammarError(f"end-of-generation token {token} accepted before the grammar "
                                    "can end")
@@ -313,14 +374,44 @@ class GrammarSampler(Sampler):
         self.n_accept += 1
         self.t_accept_s += time.perf_counter() - t0
 
+    def _accept_awaiting(self, token: int) -> None:
+        """llama_grammar_accept_impl while a lazy grammar waits for its trigger."""
+        piece = self.vocab.pieces[token]
+        if token in self.trigger_tokens:
+            self.awaiting_trigger = False
+            self._trigger_buffer = b""
+            self._trigger_positions = []
+            self.state.accept_token(token, piece)
+            return
+        start = len(self._trigger_buffer)
+        self._trigger_positions.append((token, start, start + len(piece)))
+        self._trigger_buffer += piece
+        for pattern, rx in zip(self.trigger_patterns, self._trigger_res):
+            at = _trigger_find(pattern, rx, self._trigger_buffer)
+            if at is None:
+                continue
+            self.awaiting_trigger = False
+            buf = self._trigger_buffer
+            for tok, tok_start, tok_end in self._trigger_positions:
+                if tok_end <= at:
+                    continue
+                self.state.accept_token(tok, buf[max(tok_start, at):tok_end])
+            self._trigger_buffer = b""
+            self._trigger_positions = []
+            return
+
     def reset(self) -> None:
         if self.grammar is not None:
             self.state = GrammarState(self.grammar)
+            self.awaiting_trigger = self.lazy
+            self._trigger_buffer = b""
+            self._trigger_positions = []
 
     def clone(self) -> "GrammarSampler":
         other = object.__new__(GrammarSampler)
         other.__dict__.update(self.__dict__)
         other.state = self.state.clone() if self.state is not None else None
+        other._trigger_positions = list(self._trigger_positions)
         return other
 
     def perf(self) -> dict:
@@ -328,6 +419,21 @@ class GrammarSampler(Sampler):
         return {"n_apply": self.n_apply, "n_accept": self.n_accept,
                 "apply_ms": 1e3 * self.t_apply_s / max(self.n_apply, 1),
                 "accept_ms": 1e3 * self.t_accept_s / max(self.n_accept, 1)}
+
+
+def _trigger_find(pattern: str, rx: "re.Pattern[bytes]", text: bytes) -> int | None:
+    """llama_grammar_trigger_pattern::find: where the constrained text starts, or None."""
+    m = None
+    if pattern.startswith("^") and pattern.endswith("$"):
+        m = rx.fullmatch(text)
+    if m is None:
+        m = rx.search(text)
+    if m is None:
+        return None
+    for i in range(1, (m.re.groups or 0) + 1):
+        if m.start(i) >= 0 and m.end(i) > m.start(i):
+            return m.start(i)
+    return m.start(0)
 
 
 def grammar_sampler(vocab: GrammarVocab | Sequence[bytes], grammar: str | bytes, root: str = "root",

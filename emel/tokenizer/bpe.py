@@ -28,7 +28,7 @@ REGEXES: dict[str, list[str]] = {
               "\\s{1,2}(?!\\S)|\\s{1}"],
     "dbrx": _SAME_AS_LLAMA3,
     "smaug": _SAME_AS_LLAMA3,
-    "deepseek-llm": [
+    "deepseek_llm": [
         "[\r\n]",
         ("\\s?[A-Za-z\xb5\xc0-\xd6\xd8-\xf6\xf8-\u01ba\u01bc-\u01bf\u01c4-\u0293\u0295-\u02af\u0370-\u0373"
          "\u0376\u0377\u037b-\u037d\u037f\u0386\u0388-\u038a\u038c\u038e-\u03a1\u03a3-\u03f5\u03f7-\u0481"
@@ -46,7 +46,7 @@ REGEXES: dict[str, list[str]] = {
         "[一-龥ࠀ-一가-퟿]+",
         "\\p{N}+",
     ],
-    "deepseek3-llm": ["\\p{N}{1,3}", "[一-龥぀-ゟ゠-ヿ]+",
+    "deepseek3_llm": ["\\p{N}{1,3}", "[一-龥぀-ゟ゠-ヿ]+",
                       "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?"
                       "[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"],
     "spark2_5": ["\\p{N}{1,3}", "[一-龥぀-ゟ゠-ヿ]+",
@@ -58,7 +58,7 @@ REGEXES: dict[str, list[str]] = {
               "[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?:'[sS]|'[tT]|'[rR][eE]|"
               "'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|"
               "\\s+(?!\\S)|\\s+"],
-    "deepseek-coder": ["[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"],
+    "deepseek_coder": ["[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"],
     "falcon": ["[\\p{P}\\$\\+<=>\\^~\\|`]+", pt.GPT2, "[0-9][0-9][0-9]"],
     "gpt2": [pt.GPT2],
     "qwen2": [pt.QWEN2],
@@ -75,7 +75,7 @@ REGEXES: dict[str, list[str]] = {
               "'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+"
               "((?=[\\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"
               "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"],
-    "granite-emb-multi": [
+    "granite_emb_multi": [
         "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}\\p{M}])([^a-z]))*((?=[\\p{L}\\p{M}])([^A-Z]))+(?:'[sS]|'[tT]|"
         "'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}\\p{M}])([^a-z]))+"
         "((?=[\\p{L}\\p{M}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"
@@ -86,45 +86,45 @@ REGEXES: dict[str, list[str]] = {
                  "[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?:'[sS]|'[tT]|"
                  "'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|"
                  "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"],
-    "kimi-k2": [pt.KIMI_K2],
+    "kimi_k2": [pt.KIMI_K2],
     "superbpe": ["\\p{N}+", "(?=(\\d{3})+(?!\\d))"],
     "bailingmoe": ["'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?"
                    "[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+"],
-    "seed-coder": ["(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?"
+    "seed_coder": ["(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?"
                    "\\p{L}+|\\p{N}{1}| ?[^\\s\\p{L}\\p{N}\\r\\n]+|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"],
     "ufakzeka": ["[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
                  "\\s+(?!\\S)|\\s+"],
-    "grok-2": [pt.QWEN2],
+    "grok_2": [pt.QWEN2],
     "afmoe": [pt.AFMOE_DIGITS,
               "[一-鿿㐀-䶿豈-﫿぀-ゟ゠-ヿ･-ﾟ⼀-⿟เ-๿຀-໿ក-៿က-႟ꩠ-ꩿꧠ-꧿가-힯ᄀ-ᇿ]+",
               "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?"
               "[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"],
     "laguna": [pt.NEWLINES, pt.QWEN2],
-    "exaone-moe": ["(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?"
+    "exaone_moe": ["(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?"
                    "(?:\\p{L}\\p{M}*(?: \\p{L}\\p{M}*)*)+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]?|"
                    "\\s*[\\r\\n]|\\s+(?!\\S)|\\s+"],
     "gemma4": [pt.NEWLINES],
-    "sarvam-moe": [pt.NEWLINES],
+    "sarvam_moe": [pt.NEWLINES],
     "minicpm5": ["\\p{N}{1,3}",
                  "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
                  "\\p{N}+| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"],
     "whitespace": ["\\S+"],
 }
-for _name in ("starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva",
+for _name in ("starcoder", "refact", "command_r", "smollm", "codeshell", "exaone", "minerva",
               "mellum2"):
     REGEXES[_name] = ["\\p{N}", pt.GPT2]
-for _name in ("mpt", "olmo", "jais", "trillion", "granite-docling"):
+for _name in ("mpt", "olmo", "jais", "trillion", "granite_docling"):
     REGEXES[_name] = [pt.GPT2]
-for _name in ("stablelm2", "hunyuan", "solar-open"):
+for _name in ("stablelm2", "hunyuan", "solar_open"):
     REGEXES[_name] = [pt.QWEN2]
-for _name in ("bloom", "gpt3-finnish"):
+for _name in ("bloom", "gpt3_finnish"):
     REGEXES[_name] = REGEXES["poro"]
-for _name in ("hunyuan-dense", "joyai-llm", "hy_v4"):
-    REGEXES[_name] = REGEXES["deepseek3-llm"]
-REGEXES["minimax-m2"] = REGEXES["gpt4o"]
+for _name in ("hunyuan_dense", "joyai_llm", "hy_v4"):
+    REGEXES[_name] = REGEXES["deepseek3_llm"]
+REGEXES["minimax_m2"] = REGEXES["gpt4o"]
 REGEXES["default"] = _DEFAULT
 
-_RAW_UTF8 = ("gemma4", "sarvam-moe", "whitespace")  # byte_encode = false
+_RAW_UTF8 = ("gemma4", "sarvam_moe", "whitespace")  # byte_encode = false
 
 
 class BpeTokenizer:
@@ -318,11 +318,43 @@ def _bpe(words, word_off, data, offsets, slots, n_ids, slot_keys, slot_rank, mer
     hl = np.empty(cap, dtype=np.int64)
     hr = np.empty(cap, dtype=np.int64)
     hs = np.empty(cap, dtype=np.int64)
-    for w in range(word_off.size - 1):
+    # words repeat: remember where each distinct word's tokens were written
+    n_words = word_off.size - 1
+    c_cap = 1
+    while c_cap < 2 * n_words + 2:
+        c_cap *= 2
+    c_mask = c_cap - 1
+    c_word = np.full(c_cap, -1, dtype=np.int64)
+    c_start = np.empty(c_cap, dtype=np.int64)
+    c_len = np.empty(c_cap, dtype=np.int64)
+    for w in range(n_words):
         a = word_off[w]
         b = word_off[w + 1]
         if a == b:
             continue
+        cs = np.int64(strtab.hash_bytes(words, a, b) & np.uint64(c_mask))
+        hit = False
+        while c_word[cs] >= 0:
+            wa = word_off[c_word[cs]]
+            if word_off[c_word[cs] + 1] - wa == b - a:
+                same = True
+                for k in range(b - a):
+                    if words[wa + k] != words[a + k]:
+                        same = False
+                        break
+                if same:
+                    hit = True
+                    break
+            cs = (cs + 1) & c_mask
+        if hit:
+            s0 = c_start[cs]
+            for k in range(c_len[cs]):
+                out[n_out + k] = out[s0 + k]
+            n_out += c_len[cs]
+            continue
+        c_word[cs] = w
+        c_start[cs] = n_out
+        out_before = n_out
         n_sym = 0
         whole = -1
         if ignore_merges:
@@ -342,6 +374,7 @@ def _bpe(words, word_off, data, offsets, slots, n_ids, slot_keys, slot_rank, mer
         if whole >= 0:
             out[n_out] = whole
             n_out += 1
+            c_len[cs] = 1
             continue
         off = a
         while off < b:
@@ -395,6 +428,7 @@ def _bpe(words, word_off, data, offsets, slots, n_ids, slot_keys, slot_rank, mer
                             out[n_out] = bt
                             n_out += 1
             i = nxt[i]
+        c_len[cs] = n_out - out_before
     return out[:n_out]
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import TokenizerError
-from . import strtab
+from . import trie
 
 
 def unescape_rwkv_token(escaped: bytes) -> bytes:
@@ -52,53 +52,44 @@ class RwkvTokenizer:
     def __init__(self, vocab):
         self.vocab = vocab
         texts = [unescape_rwkv_token(t) for t in vocab.tokens]
-        # the trie keeps the last id inserted for a text; strtab keeps the first, so feed it
-        # the ids in reverse
-        order = np.arange(len(texts) - 1, -1, -1, dtype=np.int32)
-        self.table = strtab.build([texts[i] for i in order], order)
-        prefixes = set()
-        for t in texts:
-            for k in range(1, len(t) + 1):
-                prefixes.add(t[:k])
-        self.nodes = strtab.build(sorted(prefixes))
-        self.max_len = max((len(t) for t in texts), default=0)
+        self.trie = trie.build(texts, np.arange(len(texts), dtype=np.int32))
 
     def tokenize(self, text: bytes, output: list[int]) -> None:
         if not text:
             return
-        t, p = self.table, self.nodes
-        toks, ok = _rwkv(np.frombuffer(text, dtype=np.uint8), t.data, t.offsets, t.slots, t.values,
-                         p.data, p.offsets, p.slots, self.vocab.unk)
+        t = self.trie
+        toks, ok = _rwkv(np.frombuffer(text, dtype=np.uint8), t.keys, t.child, t.value,
+                         self.vocab.unk)
         if not ok:
             raise TokenizerError("RWKV vocabulary has a byte prefix with no token (llama.cpp loops)")
         output.extend(toks.tolist())
 
 
 @njit(cache=True, nogil=True)
-def _rwkv(buf, data, offsets, slots, values, p_data, p_off, p_slots, unk):
+def _rwkv(buf, keys, child, value, unk):
+    """llm_tokenizer_rwkv_session::tokenize: longest match, unknown for a byte with no edge."""
     n = buf.size
     out = np.empty(n, dtype=np.int32)
     n_out = 0
     pos = 0
     while pos < n:
-        if strtab.lookup(p_data, p_off, p_slots, buf, pos, pos + 1) < 0:
+        node = trie.step(keys, child, 0, buf[pos])
+        if node < 0:
             out[n_out] = unk
             n_out += 1
             pos += 1
             continue
         tok = 0
         tok_end = 0
-        ln = 1
-        while True:
-            s = strtab.lookup(data, offsets, slots, buf, pos, pos + ln)
-            if s >= 0:
-                tok = values[s]
-                tok_end = pos + ln
-            if pos + ln >= n:
+        p = pos
+        while node >= 0:
+            if value[node] >= 0:
+                tok = value[node]
+                tok_end = p + 1
+            if p + 1 >= n:
                 break
-            if strtab.lookup(p_data, p_off, p_slots, buf, pos, pos + ln + 1) < 0:
-                break
-            ln += 1
+            p += 1
+            node = trie.step(keys, child, node, buf[p])
         if tok_end <= pos:
             return out[:n_out], False
         out[n_out] = tok

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import TokenizerError
-from . import strtab
+from . import trie
 from .vocab import TokenAttr
 
 
@@ -34,16 +34,10 @@ class UgmTokenizer:
         # token_matcher: normal, user-defined and unused tokens
         matchable = normal | user | unused
         ids = np.nonzero(matchable)[0]
-        self.matcher = strtab.build([vocab.tokens[i] for i in ids], ids.astype(np.int32))
+        self.matcher = trie.build([vocab.tokens[i] for i in ids], ids.astype(np.int32))
         self.token_score = np.where(user, 0.0, scores.astype(np.float64))
-        # every prefix of every user-defined token (the naive trie's nodes)
-        prefixes = set()
-        for i in np.nonzero(user)[0].tolist():
-            t = vocab.tokens[i]
-            for k in range(1, len(t) + 1):
-                prefixes.add(t[:k])
-        self.user_prefixes = strtab.build(sorted(prefixes))
-        self.max_len = max((len(vocab.tokens[i]) for i in ids.tolist()), default=0)
+        user_ids = np.nonzero(user)[0]
+        self.user_trie = trie.build([vocab.tokens[i] for i in user_ids], user_ids.astype(np.int32))
         cm = vocab.precompiled_charsmap
         if cm:
             blob = int.from_bytes(cm[:4], "little")
@@ -56,8 +50,8 @@ class UgmTokenizer:
     def tokenize(self, text: bytes, output: list[int]) -> None:
         v = self.vocab
         buf = np.frombuffer(text, dtype=np.uint8)
-        up = self.user_prefixes
-        norm, status = _normalize(buf, up.data, up.offsets, up.slots, self.xcda, self.replacements,
+        ut = self.user_trie
+        norm, status = _normalize(buf, ut.keys, ut.child, self.xcda, self.replacements,
                                   v.escape_whitespaces, v.treat_whitespace_as_suffix,
                                   v.add_space_prefix, v.remove_extra_whitespaces)
         if status != 0:
@@ -65,8 +59,7 @@ class UgmTokenizer:
         if norm.size == 0:
             return
         m = self.matcher
-        toks = _viterbi(norm, m.data, m.offsets, m.slots, m.values, self.token_score,
-                        self.unknown_score, self.max_len, v.unk)
+        toks = _viterbi(norm, m.keys, m.child, m.value, self.token_score, self.unknown_score, v.unk)
         output.extend(toks.tolist())
 
 
@@ -96,7 +89,7 @@ def _valid_utf8_len(buf, i):
 
 
 @njit(cache=True, nogil=True)
-def _normalize(buf, up_data, up_off, up_slots, xcda, repl, escape, as_suffix, add_prefix, merge):
+def _normalize(buf, u_keys, u_child, xcda, repl, escape, as_suffix, add_prefix, merge):
     """llm_tokenizer_ugm_session::normalize -> (bytes, status); status 1: bad charsmap."""
     n = buf.size
     out = np.empty(n * 4 + 16, dtype=np.uint8)
@@ -115,8 +108,10 @@ def _normalize(buf, up_data, up_off, up_slots, xcda, repl, escape, as_suffix, ad
         consumed = 0
         # user-defined tokens: longest walk along the naive trie
         ul = 0
+        node = np.int64(0)
         while off + ul < n:
-            if strtab.lookup(up_data, up_off, up_slots, buf, off, off + ul + 1) < 0:
+            node = trie.step(u_keys, u_child, node, buf[off + ul])
+            if node < 0:
                 break
             ul += 1
         if ul > 0:
@@ -229,7 +224,7 @@ def _xcda_base(xcda, index):
 
 
 @njit(cache=True, nogil=True)
-def _viterbi(norm, data, offsets, slots, values, token_score, unknown_score, max_len, unk):
+def _viterbi(norm, keys, child, value, token_score, unknown_score, unk):
     n = norm.size
     best_tok = np.full(n + 1, unk, dtype=np.int64)
     best_off = np.zeros(n + 1, dtype=np.int64)
@@ -242,19 +237,22 @@ def _viterbi(norm, data, offsets, slots, values, token_score, unknown_score, max
         n_units = min(n_units, n - i)
         single_found = False
         cur = best_score[i]
-        h = np.uint64(0xCBF29CE484222325)
-        for ln in range(1, min(max_len, n - i) + 1):
-            h = (h ^ np.uint64(norm[i + ln - 1])) * np.uint64(0x100000001B3)
-            s = _lookup_hashed(data, offsets, slots, norm, i, i + ln, h)
-            if s >= 0:
-                tok = values[s]
-                if ln == n_units:
+        node = trie.step(keys, child, 0, norm[i])
+        p = i + 1
+        while p <= n and node >= 0:
+            tok = value[node]
+            if tok >= 0:
+                if p - i == n_units:
                     single_found = True
                 challenger = cur + token_score[tok]
-                if challenger > best_score[i + ln]:
-                    best_score[i + ln] = challenger
-                    best_tok[i + ln] = tok
-                    best_off[i + ln] = i
+                if challenger > best_score[p]:
+                    best_score[p] = challenger
+                    best_tok[p] = tok
+                    best_off[p] = i
+            if p == n:
+                break
+            node = trie.step(keys, child, node, norm[p])
+            p += 1
         if not single_found:
             challenger = cur + unknown_score
             j = i + n_units
@@ -278,24 +276,3 @@ def _viterbi(norm, data, offsets, slots, values, token_score, unknown_score, max
         prev_unknown = is_unknown
         pos = best_off[pos]
     return out[:n_out][::-1].copy()
-
-
-@njit(cache=True, nogil=True)
-def _lookup_hashed(data, offsets, slots, buf, start, end, h):
-    mask = slots.size - 1
-    j = np.int64(h & np.uint64(mask))
-    n = end - start
-    while True:
-        s = slots[j]
-        if s < 0:
-            return -1
-        sa = offsets[s]
-        if offsets[s + 1] - sa == n:
-            same = True
-            for k in range(n):
-                if data[sa + k] != buf[start + k]:
-                    same = False
-                    break
-            if same:
-                return s
-        j = (j + 1) & mask

@@ -62,9 +62,9 @@ _pre(["default"], "default")
 _pre(["minicpm5"], "minicpm5", ignore_merges=True)
 _pre(["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
       "jina-v5-nano"], "llama3", ignore_merges=True, add_bos=True)
-_pre(["deepseek-llm"], "deepseek-llm", clean_spaces=False)
-_pre(["deepseek-coder"], "deepseek-coder", clean_spaces=False)
-_pre(["deepseek-v3"], "deepseek3-llm", clean_spaces=False)
+_pre(["deepseek-llm"], "deepseek_llm", clean_spaces=False)
+_pre(["deepseek-coder"], "deepseek_coder", clean_spaces=False)
+_pre(["deepseek-v3"], "deepseek3_llm", clean_spaces=False)
 _pre(["spark2_5"], "spark2_5", clean_spaces=False)
 _pre(["youtu"], "youtu", clean_spaces=False, ignore_merges=True)
 _pre(["falcon"], "falcon")
@@ -74,11 +74,11 @@ _pre(["gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2
       "mellum", "modern-bert"], "gpt2")
 _pre(["jais-2"], "jais2")
 _pre(["gemma4", "granite-embed-multi-311m"], "gemma4", escape_whitespaces=True)
-_pre(["sarvam-moe"], "sarvam-moe", escape_whitespaces=True, clean_spaces=False)
+_pre(["sarvam-moe"], "sarvam_moe", escape_whitespaces=True, clean_spaces=False)
 _pre(["jina-v1-en", "jina-v2-code", "roberta-bpe"], "gpt2", add_sep=True)
 _pre(["whitespace"], "whitespace", lowercase=False)
 _pre(["refact"], "refact")
-_pre(["command-r"], "command-r", clean_spaces=False)
+_pre(["command-r"], "command_r", clean_spaces=False)
 _pre(["qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2"], "qwen2", clean_spaces=False)
 _pre(["qwen35"], "qwen35", clean_spaces=False)
 _pre(["stablelm2"], "stablelm2")
@@ -94,32 +94,32 @@ _pre(["tekken"], "tekken", clean_spaces=False, ignore_merges=True, add_bos=True)
 _pre(["smollm"], "smollm", clean_spaces=False)
 _pre(["codeshell"], "codeshell")
 _pre(["bloom"], "bloom")
-_pre(["gpt3-finnish"], "gpt3-finnish")
+_pre(["gpt3-finnish"], "gpt3_finnish")
 _pre(["exaone"], "exaone")
 _pre(["exaone4"], "gpt2")
-_pre(["exaone-moe"], "exaone-moe")
+_pre(["exaone-moe"], "exaone_moe")
 _pre(["chameleon"], "chameleon", add_bos=True, clean_spaces=False)
 _pre(["minerva-7b"], "minerva")
 _pre(["megrez"], "qwen2")
 _pre(["gpt-4o", "llama4", "kanana2", "talkie"], "gpt4o", clean_spaces=False)
-_pre(["granite-embed-multi-97m"], "granite-emb-multi", clean_spaces=False, ignore_merges=True)
+_pre(["granite-embed-multi-97m"], "granite_emb_multi", clean_spaces=False, ignore_merges=True)
 _pre(["tiny_aya", "cohere2moe"], "tiny_aya", clean_spaces=False)
 _pre(["superbpe"], "superbpe", clean_spaces=False)
 _pre(["trillion"], "trillion", clean_spaces=False)
-_pre(["granite-docling"], "granite-docling", clean_spaces=False)
+_pre(["granite-docling"], "granite_docling", clean_spaces=False)
 _pre(["bailingmoe", "bailingmoe2", "llada-moe"], "bailingmoe", clean_spaces=False)
-_pre(["seed-coder"], "seed-coder", clean_spaces=False)
+_pre(["seed-coder"], "seed_coder", clean_spaces=False)
 _pre(["hunyuan"], "hunyuan", clean_spaces=False)
-_pre(["hunyuan-dense"], "hunyuan-dense", clean_spaces=False)
+_pre(["hunyuan-dense"], "hunyuan_dense", clean_spaces=False)
 _pre(["hy_v4"], "hy_v4", clean_spaces=False)
-_pre(["joyai-llm"], "joyai-llm", clean_spaces=False)
-_pre(["kimi-k2"], "kimi-k2", clean_spaces=False)
+_pre(["joyai-llm"], "joyai_llm", clean_spaces=False)
+_pre(["kimi-k2"], "kimi_k2", clean_spaces=False)
 _pre(["ufakzeka"], "ufakzeka", clean_spaces=False)
-_pre(["grok-2"], "grok-2", clean_spaces=False)
+_pre(["grok-2"], "grok_2", clean_spaces=False)
 _pre(["afmoe"], "afmoe", clean_spaces=False)
 _pre(["laguna"], "laguna", clean_spaces=False)
-_pre(["minimax-m2"], "minimax-m2", clean_spaces=False)
-_pre(["solar-open"], "solar-open", clean_spaces=False)
+_pre(["minimax-m2"], "minimax_m2", clean_spaces=False)
+_pre(["solar-open"], "solar_open", clean_spaces=False)
 _pre(["mellum2"], "mellum2")
 
 _SPECIAL_KEYS = [
@@ -238,6 +238,14 @@ def _text(value) -> bytes:
     return str(value).encode("utf-8", "surrogateescape")
 
 
+def _texts(values) -> list[bytes]:
+    enc = str.encode
+    try:
+        return [enc(v, "utf-8", "surrogateescape") for v in values]
+    except TypeError:  # bytes (or other) values
+        return [_text(v) for v in values]
+
+
 def _get(meta: dict, key: str, default=None):
     return meta.get("tokenizer.ggml." + key, default)
 
@@ -269,7 +277,7 @@ def _load(meta: dict) -> Vocab:
         raw = _get(meta, "merges")
         if raw is None and not (model == "gpt2" and pre == "kimi-k2"):
             raise TokenizerError("cannot find tokenizer merges in model file")
-        merges = [_text(m) for m in (raw or [])]
+        merges = _texts(raw or [])
         if model == "gemma4":
             ids.update(bos=TOKEN_NULL, eos=TOKEN_NULL, unk=TOKEN_NULL)
             pre = "gemma4"
@@ -324,11 +332,12 @@ def _load(meta: dict) -> Vocab:
     raw_tokens = _get(meta, "tokens")
     if raw_tokens is None:
         raise TokenizerError("cannot find tokenizer vocab in model file")
-    tokens = [_text(t) for t in raw_tokens]
+    tokens = _texts(raw_tokens)
     n = len(tokens)
-    for i, t in enumerate(tokens):
-        if not t:
-            tokens[i] = b"[EMPTY_%d]" % i
+    if not all(tokens):
+        for i, t in enumerate(tokens):
+            if not t:
+                tokens[i] = b"[EMPTY_%d]" % i
     scores_raw = _get(meta, "scores")
     if scores_raw is not None:
         scores = np.asarray(scores_raw).astype(np.float32)
@@ -350,7 +359,7 @@ def _load(meta: dict) -> Vocab:
     token_to_id = dict(zip(tokens, range(n)))
     if len(token_to_id) != n:
         raise TokenizerError(f"vocabulary has duplicate tokens ({n - len(token_to_id)} repeated)")
-    max_token_len = max((len(t) for t in tokens), default=0)
+    max_token_len = max(map(len, tokens), default=0)
 
     # special ids: defaults out of range are disabled; GGUF values override when in range
     for name, key in _SPECIAL_KEYS:
@@ -411,10 +420,11 @@ def _load(meta: dict) -> Vocab:
                 mark_control(tid)
 
     # control tokens whose text says "unused" are unused
-    control = np.nonzero(attrs & TokenAttr.CONTROL)[0]
+    control = np.nonzero(attrs & int(TokenAttr.CONTROL))[0]
+    unused_flag = int(TokenAttr.UNUSED)
     for tid in control.tolist():
-        if not attrs[tid] & TokenAttr.UNUSED and b"unused" in tokens[tid]:
-            attrs[tid] |= TokenAttr.UNUSED
+        if b"unused" in tokens[tid]:
+            attrs[tid] |= unused_flag
 
     eog = set()
     for slot in ("fim_pad", "fim_rep", "fim_sep"):
@@ -445,7 +455,7 @@ def _load(meta: dict) -> Vocab:
         eog.discard(s_id)
         attrs[s_id] = TokenAttr.NORMAL
 
-    special_mask = TokenAttr.CONTROL | TokenAttr.USER_DEFINED | TokenAttr.UNKNOWN
+    special_mask = int(TokenAttr.CONTROL | TokenAttr.USER_DEFINED | TokenAttr.UNKNOWN)
     special = np.nonzero(attrs & special_mask)[0].tolist()
     special.sort(key=lambda t: -len(tokens[t]))
 

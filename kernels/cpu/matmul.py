@@ -2,20 +2,21 @@
 
 Follows ggml_compute_forward_mul_mat (ggml/src/ggml-cpu/ggml-cpu.c): each activation row is first
 converted to the weight type's `vec_dot_type` (kernels.cpu.q8: Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for
-Q4_1/Q5_1, Q8_K for Q4_K/Q6_K, F16 for F16, BF16 for BF16, F32 for F32), then every output is the
+Q4_1/Q5_1, Q8_K for Q4_K/Q5_K/Q6_K, F16 for F16, BF16 for BF16, F32 for F32), then every output is the
 row dot product `ggml_vec_dot_<type>` of arch/x86/quants.c (AVX2 path): integer block dots, float
-scaling per block. For Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K the result is bit-identical to
+scaling per block. For Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K the result is bit-identical to
 llama.cpp's vec_dot (proved against parity_fixtures/matmul). The weight is read in its GGUF block
 layout (no repack). Decode (fewer than 4 tokens) takes two weight rows per SIMD dot (independent
 FMA chains); prefill decodes each weight block once for 4 tokens and keeps a weight row in L1 for
 a tile of 32 tokens. Every output keeps its own accumulator, so the numbers never depend on the
 number of tokens, the tiling or the thread count.
 
-Known differences from a llama.cpp run: on AVX2 machines llama.cpp repacks Q4_0, Q4_K and IQ4_NL
-weights (repack.cpp, `q4_K_8x8` gemv/gemm) and may route Q4_0/Q5_0/Q8_0/F16/F32 through
-llamafile's sgemm; those keep the same integer sums but add the float terms in another order
-(relative difference ~1e-6). F32/F16/BF16 dots accumulate in float32 with our own lane order.
-Other types (Q2_K, Q3_K, Q5_K, IQ*, TQ*, MXFP4, NVFP4) take a slower path: x is quantized to
+Q4_K weights with a multiple of 8 rows follow instead llama.cpp's repacked kernels, as x86 AVX2
+builds do by default (repack.cpp gemv/gemm_q4_K_8x8_q8_K: same integer sums, other float steps;
+bit-exact, see llama_cpp_kinds). Known differences from a llama.cpp run: it also repacks Q4_0 and
+IQ4_NL weights (not mirrored here) and may route Q4_0/Q5_0/Q8_0/F16/F32 through llamafile's sgemm;
+those keep the same integer sums but add the float terms in another order (~1e-6 relative). F32/F16/BF16 dots accumulate in float32 with our own lane order.
+Other types (Q2_K, Q3_K, IQ*, TQ*, MXFP4, NVFP4) take a slower path: x is quantized to
 Q8_K (Q8_0 for IQ4_NL/MXFP4/NVFP4) exactly as llama.cpp does and turned back into float32 values
 d*q; each weight row is dequantized (kernels.cpu.quants.dequantize_row) and dotted with them in
 float32, so only the float rounding differs from llama.cpp's integer dots (~1e-6 relative).
@@ -49,7 +50,7 @@ from kernels.cpu.quants_base import TYPE_TRAITS, row_nbytes, type_name
 
 # Kernels inline the intrinsics of kernels.cpu.simd, whose edits do not invalidate this module's
 # cache: changing the IR bumps simd.SIMD_VERSION, which forces an edit here.
-_SIMD_VERSION = 6
+_SIMD_VERSION = 8
 assert simd.SIMD_VERSION == _SIMD_VERSION, "kernels.cpu.simd changed: update _SIMD_VERSION"
 
 GGML_TYPE_F32 = 0
@@ -61,16 +62,20 @@ GGML_TYPE_Q5_1 = 7
 GGML_TYPE_Q8_0 = 8
 GGML_TYPE_Q8_1 = 9
 GGML_TYPE_Q4_K = 12
+GGML_TYPE_Q5_K = 13
 GGML_TYPE_Q6_K = 14
 GGML_TYPE_Q8_K = 15
 GGML_TYPE_BF16 = 30
+# internal kinds: Q4_K with the float steps of llama.cpp's repacked x86 kernels (repack.cpp)
+_Q4_K_R8_GEMV = 1012
+_Q4_K_R8_GEMM = 2012
 
 # weight type -> its vec_dot_type (ggml-cpu.c type_traits_cpu), for the fast-path types
 VEC_DOT_TYPE = {
     GGML_TYPE_F32: GGML_TYPE_F32, GGML_TYPE_F16: GGML_TYPE_F16, GGML_TYPE_BF16: GGML_TYPE_BF16,
     GGML_TYPE_Q4_0: GGML_TYPE_Q8_0, GGML_TYPE_Q5_0: GGML_TYPE_Q8_0, GGML_TYPE_Q8_0: GGML_TYPE_Q8_0,
     GGML_TYPE_Q4_1: GGML_TYPE_Q8_1, GGML_TYPE_Q5_1: GGML_TYPE_Q8_1,
-    GGML_TYPE_Q4_K: GGML_TYPE_Q8_K, GGML_TYPE_Q6_K: GGML_TYPE_Q8_K,
+    GGML_TYPE_Q4_K: GGML_TYPE_Q8_K, GGML_TYPE_Q5_K: GGML_TYPE_Q8_K, GGML_TYPE_Q6_K: GGML_TYPE_Q8_K,
 }
 FAST_TYPES = frozenset(VEC_DOT_TYPE)
 
@@ -78,14 +83,18 @@ _ROWS_PER_CHUNK = 16   # rows per prange work item
 _TOKENS_PER_TILE = 32  # activation rows kept hot in L1/L2 while a weight row is reused
 
 if simd.HAS_AVX2:
+    _dot_q4_k_r8_gemv, _dot_q4_k_r8_gemm = simd.dot_q4_k_r8_gemv, simd.dot_q4_k_r8_gemm
     _dot_q4_0, _dot_q4_1 = simd.dot_q4_0_q8_0, simd.dot_q4_1_q8_1
     _dot_q5_0, _dot_q5_1 = simd.dot_q5_0_q8_0, simd.dot_q5_1_q8_1
     _dot_q8_0, _dot_q4_k, _dot_q6_k = simd.dot_q8_0_q8_0, simd.dot_q4_k_q8_k, simd.dot_q6_k_q8_k
+    _dot_q5_k = simd.dot_q5_k_q8_k
     _dot_f32, _dot_f16, _dot_bf16 = simd.dot_f32_f32, simd.dot_f16_f16, simd.dot_bf16_bf16
 else:
+    _dot_q4_k_r8_gemv, _dot_q4_k_r8_gemm = vec_dot.vec_dot_q4_k_r8_gemv, vec_dot.vec_dot_q4_k_r8_gemm
     _dot_q4_0, _dot_q4_1 = vec_dot.vec_dot_q4_0_q8_0, vec_dot.vec_dot_q4_1_q8_1
     _dot_q5_0, _dot_q5_1 = vec_dot.vec_dot_q5_0_q8_0, vec_dot.vec_dot_q5_1_q8_1
     _dot_q8_0, _dot_q4_k, _dot_q6_k = vec_dot.vec_dot_q8_0_q8_0, vec_dot.vec_dot_q4_k_q8_k, vec_dot.vec_dot_q6_k_q8_k
+    _dot_q5_k = vec_dot.vec_dot_q5_k_q8_k
     _dot_f32, _dot_f16, _dot_bf16 = vec_dot.vec_dot_f32_f32, vec_dot.vec_dot_f16_f16, vec_dot.vec_dot_bf16_bf16
 
 
@@ -169,7 +178,7 @@ def has_fast_path(ggml_type):
     return (ggml_type == GGML_TYPE_F32 or ggml_type == GGML_TYPE_F16 or ggml_type == GGML_TYPE_BF16
             or ggml_type == GGML_TYPE_Q4_0 or ggml_type == GGML_TYPE_Q4_1 or ggml_type == GGML_TYPE_Q5_0
             or ggml_type == GGML_TYPE_Q5_1 or ggml_type == GGML_TYPE_Q8_0 or ggml_type == GGML_TYPE_Q4_K
-            or ggml_type == GGML_TYPE_Q6_K)
+            or ggml_type == GGML_TYPE_Q5_K or ggml_type == GGML_TYPE_Q6_K)
 
 
 @njit(cache=True, nogil=True)
@@ -179,7 +188,7 @@ def _act_layout(ggml_type):
         return 32, 34
     if ggml_type == GGML_TYPE_Q4_1 or ggml_type == GGML_TYPE_Q5_1:
         return 32, 36
-    if ggml_type == GGML_TYPE_Q4_K or ggml_type == GGML_TYPE_Q6_K:
+    if ggml_type == GGML_TYPE_Q4_K or ggml_type == GGML_TYPE_Q5_K or ggml_type == GGML_TYPE_Q6_K:
         return 256, 292
     if ggml_type == GGML_TYPE_F32:
         return 1, 4
@@ -203,6 +212,8 @@ def _weight_layout(ggml_type):
         return 32, 34
     if ggml_type == GGML_TYPE_Q4_K:
         return 256, 144
+    if ggml_type == GGML_TYPE_Q5_K:
+        return 256, 176
     if ggml_type == GGML_TYPE_Q6_K:
         return 256, 210
     if ggml_type == GGML_TYPE_F32:
@@ -228,7 +239,7 @@ def quantize_act(x, ggml_type, n_tokens, n_cols, xq):
         quantize_row_q8_0(x, n_tokens, n_cols, xq)
     elif ggml_type == GGML_TYPE_Q4_1 or ggml_type == GGML_TYPE_Q5_1:
         quantize_row_q8_1(x, n_tokens, n_cols, xq)
-    elif ggml_type == GGML_TYPE_Q4_K or ggml_type == GGML_TYPE_Q6_K:
+    elif ggml_type == GGML_TYPE_Q4_K or ggml_type == GGML_TYPE_Q5_K or ggml_type == GGML_TYPE_Q6_K:
         quantize_row_q8_K(x, n_tokens, n_cols, xq)
     elif ggml_type == GGML_TYPE_F16:
         quantize_row_f16(x, n_tokens, n_cols, xq)
@@ -260,12 +271,18 @@ def quantize_act_float(x, q8k, n_tokens, n_cols, xq, xd):
 
 @njit(cache=True, nogil=True, inline="always")
 def _dot(ggml_type, w, woff, xq, xoff, nb):
+    if ggml_type == _Q4_K_R8_GEMV:
+        return _dot_q4_k_r8_gemv(w, woff, xq, xoff, nb)
+    if ggml_type == _Q4_K_R8_GEMM:
+        return _dot_q4_k_r8_gemm(w, woff, xq, xoff, nb)
     if ggml_type == GGML_TYPE_Q4_1:
         return _dot_q4_1(w, woff, xq, xoff, nb)
     if ggml_type == GGML_TYPE_Q4_K:
         return _dot_q4_k(w, woff, xq, xoff, nb)
     if ggml_type == GGML_TYPE_Q6_K:
         return _dot_q6_k(w, woff, xq, xoff, nb)
+    if ggml_type == GGML_TYPE_Q5_K:
+        return _dot_q5_k(w, woff, xq, xoff, nb)
     if ggml_type == GGML_TYPE_Q8_0:
         return _dot_q8_0(w, woff, xq, xoff, nb)
     if ggml_type == GGML_TYPE_Q5_0:
@@ -279,6 +296,20 @@ def _dot(ggml_type, w, woff, xq, xoff, nb):
     if ggml_type == GGML_TYPE_BF16:
         return _dot_bf16(w, woff, xq, xoff, nb)
     return _dot_f32(w, woff, xq, xoff, nb)
+
+
+@njit(cache=True, nogil=True)
+def llama_cpp_kinds(ggml_type, n_rows):
+    """(kind for gemv tokens, kind for gemm tokens) that reproduce llama.cpp's x86 AVX2 CPU path.
+
+    ggml_repack_get_optimal_repack_type repacks Q4_K weights whose row count is a multiple of 8
+    (CPU_REPACK buffer, on by default); their matmul runs ggml_gemm_q4_K_8x8_q8_K for the first
+    n_tokens - n_tokens % 4 tokens (when n_tokens > 3) and ggml_gemv_q4_K_8x8_q8_K for the rest.
+    Every other type (and Q4_K otherwise) uses vec_dot for every token.
+    """
+    if ggml_type == GGML_TYPE_Q4_K and n_rows % 8 == 0:
+        return _Q4_K_R8_GEMV, _Q4_K_R8_GEMM
+    return ggml_type, ggml_type
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -297,12 +328,16 @@ if simd.HAS_AVX2:
     @njit(cache=True, nogil=True, inline="always")
     def _dot4(ggml_type, w, woff, xq, xoff, xstride, nb):
         """Dots of one weight row with 4 activation rows xstride bytes apart (SIMD, decode once)."""
+        if ggml_type == _Q4_K_R8_GEMM:
+            return simd.dot4_q4_k_r8_gemm(w, woff, 0, xq, xoff, xstride, nb)
         if ggml_type == GGML_TYPE_Q4_1:
             return simd.dot4_q4_1_q8_1(w, woff, 0, xq, xoff, xstride, nb)
         if ggml_type == GGML_TYPE_Q4_K:
             return simd.dot4_q4_k_q8_k(w, woff, 0, xq, xoff, xstride, nb)
         if ggml_type == GGML_TYPE_Q6_K:
             return simd.dot4_q6_k_q8_k(w, woff, 0, xq, xoff, xstride, nb)
+        if ggml_type == GGML_TYPE_Q5_K:
+            return simd.dot4_q5_k_q8_k(w, woff, 0, xq, xoff, xstride, nb)
         if ggml_type == GGML_TYPE_Q8_0:
             return simd.dot4_q8_0_q8_0(w, woff, 0, xq, xoff, xstride, nb)
         if ggml_type == GGML_TYPE_Q5_0:
@@ -316,12 +351,16 @@ if simd.HAS_AVX2:
     @njit(cache=True, nogil=True, inline="always")
     def _dot2r(ggml_type, w, woff, wstride, xq, xoff, nb):
         """Dots of 2 weight rows wstride bytes apart with one activation row (SIMD)."""
+        if ggml_type == _Q4_K_R8_GEMV:
+            return simd.dot2r_q4_k_r8_gemv(w, woff, wstride, xq, xoff, 0, nb)
         if ggml_type == GGML_TYPE_Q4_1:
             return simd.dot2r_q4_1_q8_1(w, woff, wstride, xq, xoff, 0, nb)
         if ggml_type == GGML_TYPE_Q4_K:
             return simd.dot2r_q4_k_q8_k(w, woff, wstride, xq, xoff, 0, nb)
         if ggml_type == GGML_TYPE_Q6_K:
             return simd.dot2r_q6_k_q8_k(w, woff, wstride, xq, xoff, 0, nb)
+        if ggml_type == GGML_TYPE_Q5_K:
+            return simd.dot2r_q5_k_q8_k(w, woff, wstride, xq, xoff, 0, nb)
         if ggml_type == GGML_TYPE_Q8_0:
             return simd.dot2r_q8_0_q8_0(w, woff, wstride, xq, xoff, 0, nb)
         if ggml_type == GGML_TYPE_Q5_0:
@@ -349,6 +388,8 @@ def matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out):
     nb = n_cols // qk
     row_bytes = nb * wb
     x_row_bytes = nb * xb
+    kind_v, kind_g = llama_cpp_kinds(ggml_type, n_rows)
+    n_gemm = n_tokens - n_tokens % 4 if n_tokens > 3 else 0  # tokens llama.cpp's repack gemm takes
     n_chunks = (n_rows + _ROWS_PER_CHUNK - 1) // _ROWS_PER_CHUNK
     for c in prange(n_chunks):
         r0 = c * _ROWS_PER_CHUNK
@@ -359,25 +400,26 @@ def matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out):
                 r = r0
                 while r + 2 <= r1:
                     for t in range(t0, t1):
-                        a0, a1 = _dot2r(ggml_type, w, r * row_bytes, row_bytes, xq, t * x_row_bytes, nb)
+                        a0, a1 = _dot2r(kind_v, w, r * row_bytes, row_bytes, xq, t * x_row_bytes, nb)
                         out[t * n_rows + r] = a0
                         out[t * n_rows + r + 1] = a1
                     r += 2
                 if r < r1:
                     for t in range(t0, t1):
-                        out[t * n_rows + r] = _dot(ggml_type, w, r * row_bytes, xq, t * x_row_bytes, nb)
+                        out[t * n_rows + r] = _dot(kind_v, w, r * row_bytes, xq, t * x_row_bytes, nb)
                 continue
             for r in range(r0, r1):
                 t = t0
                 while t + 4 <= t1:  # one weight decode for 4 tokens; same numbers as 4 single dots
-                    a0, a1, a2, a3 = _dot4(ggml_type, w, r * row_bytes, xq, t * x_row_bytes, x_row_bytes, nb)
+                    a0, a1, a2, a3 = _dot4(kind_g, w, r * row_bytes, xq, t * x_row_bytes, x_row_bytes, nb)
                     out[t * n_rows + r] = a0
                     out[(t + 1) * n_rows + r] = a1
                     out[(t + 2) * n_rows + r] = a2
                     out[(t + 3) * n_rows + r] = a3
                     t += 4
                 while t < t1:
-                    out[t * n_rows + r] = _dot(ggml_type, w, r * row_bytes, xq, t * x_row_bytes, nb)
+                    kind = kind_g if t < n_gemm else kind_v
+                    out[t * n_rows + r] = _dot(kind, w, r * row_bytes, xq, t * x_row_bytes, nb)
                     t += 1
 
 

@@ -31,7 +31,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-SIMD_VERSION = 7
+SIMD_VERSION = 8
 
 _FEATURES = _llvm_binding.get_host_cpu_features()
 HAS_AVX2 = all(_FEATURES.get(f, False) for f in ("avx2", "fma", "f16c"))
@@ -304,7 +304,8 @@ def _app_min(ops, dec, x, xo, st):
     ops.fma_acc(st["acc"], d, ops.us8_lanes(qx, qy))
 
 
-def _dec_q4_k(ops, w, bo):
+def _dec_q4_k_head(ops, w, bo):
+    """d, dmin, mins (<8 x i16>) and the 8 splatted scale vectors of a Q4_K / Q5_K block."""
     b = ops.b
     # 12 scale bytes -> utmp[0..3] (scales in bytes 0..7, mins in bytes 8..15), as in llama.cpp
     u0 = _load(b, w, _add(b, bo, 4), _i32)
@@ -320,13 +321,23 @@ def _dec_q4_k(ops, w, bo):
         vec = b.insert_element(vec, t, _C(_i32, k))
     ms = b.zext(b.bitcast(vec, _V(_i8, 16)), _V(_i16, 16))
     mins = _shuf(b, ms, ms, range(8, 16))
+    scales = [_splat(b, b.extract_element(ms, _C(_i32, j)), 16) for j in range(8)]
+    return _f16_at(b, w, bo), _f16_at(b, w, _add(b, bo, 2)), mins, scales
+
+
+def _nibble_quants(b, w, qs_at):
+    """4 x 32 bytes at qs_at -> 8 vectors: low then high nibbles of each 32-byte chunk."""
     m15 = _C(_V(_i8, 32), 15)
-    quants, scales = [], []
+    quants = []
     for j in range(4):
-        q4 = _load(b, w, _add(b, bo, 16 + 32 * j), _V(_i8, 32))
+        q4 = _load(b, w, _add(b, qs_at, 32 * j), _V(_i8, 32))
         quants += [b.and_(q4, m15), b.lshr(q4, _C(_V(_i8, 32), 4))]
-        scales += [_splat(b, b.extract_element(ms, _C(_i32, 2 * j + h)), 16) for h in range(2)]
-    return _f16_at(b, w, bo), _f16_at(b, w, _add(b, bo, 2)), mins, quants, scales
+    return quants
+
+
+def _dec_q4_k(ops, w, bo):
+    dw, dminw, mins, scales = _dec_q4_k_head(ops, w, bo)
+    return dw, dminw, mins, _nibble_quants(ops.b, w, _add(ops.b, bo, 16)), scales
 
 
 def _app_q4_k(ops, dec, x, xo, st):
@@ -340,6 +351,41 @@ def _app_q4_k(ops, dec, x, xo, st):
     prod = b.call(ops.maddwd128, [mins, q8s])
     acc4 = b.call(ops.fma4, [_splat(b, dmin, 4), b.sitofp(prod, _V4F), b.load(st["acc4"])])
     b.store(acc4, st["acc4"])
+    sumi = None
+    for j in range(4):
+        q8l = _load(b, x, _add(b, xo, 4 + 64 * j), _V(_i8, 32))
+        q8h = _load(b, x, _add(b, xo, 4 + 64 * j + 32), _V(_i8, 32))
+        pl = b.call(ops.maddwd, [scales[2 * j], b.call(ops.maddubs, [quants[2 * j], q8l])])
+        ph = b.call(ops.maddwd, [scales[2 * j + 1], b.call(ops.maddubs, [quants[2 * j + 1], q8h])])
+        sj = b.add(pl, ph)
+        sumi = sj if sumi is None else b.add(sumi, sj)
+    ops.fma_acc(st["acc"], d, sumi)
+
+
+def _dec_q5_k(ops, w, bo):
+    """Q5_K: Q4_K's scales and nibbles (qs at 48) plus bit j of qh[l] as 16 for sub-block j."""
+    b = ops.b
+    dw, dminw, mins, scales = _dec_q4_k_head(ops, w, bo)
+    quants = _nibble_quants(b, w, _add(b, bo, 48))
+    hb = _load(b, w, _add(b, bo, 16), _V(_i8, 32))
+    q5 = []
+    for j in range(8):
+        bit = b.and_(b.lshr(hb, _C(_V(_i8, 32), j)), _C(_V(_i8, 32), 1))
+        q5.append(b.add(quants[j], b.shl(bit, _C(_V(_i8, 32), 4))))
+    return dw, dminw, mins, q5, scales
+
+
+def _app_q5_k(ops, dec, x, xo, st):
+    """ggml_vec_dot_q5_K_q8_K (AVX2): lanes as Q4_K; mins as a scalar, summs += dmin * imin."""
+    b = ops.b
+    dw, dminw, mins, quants, scales = dec
+    yd = _load(b, x, xo, _f32)
+    d = b.fmul(yd, dw)
+    dmin = b.fmul(b.fneg(yd), dminw)
+    bs = _load(b, x, _add(b, xo, 260), _V(_i16, 16))
+    q8s = b.add(_shuf(b, bs, bs, range(0, 16, 2)), _shuf(b, bs, bs, range(1, 16, 2)))
+    imin = _hsum_i32(b, b.call(ops.maddwd128, [mins, q8s]), 4)
+    b.store(b.call(ops.fma1, [dmin, b.sitofp(imin, _f32), b.load(st["sum"])]), st["sum"])
     sumi = None
     for j in range(4):
         q8l = _load(b, x, _add(b, xo, 4 + 64 * j), _V(_i8, 32))
@@ -445,6 +491,7 @@ _KINDS = {  # name: (weight block bytes, activation block bytes, decode, apply, 
     "q5_1": (24, 36, _dec_q5_1, _app_min, _finish_acc_plus_sum),
     "q4_k": (144, 292, _dec_q4_k, _app_q4_k, _finish_acc_plus_acc4),
     "q6_k": (210, 292, _dec_q6_k, _app_q6_k, _finish_acc),
+    "q5_k": (176, 292, _dec_q5_k, _app_q5_k, _finish_acc_plus_sum),
     "q4_k_r8_gemv": (144, 292, _dec_q4_k, _app_q4_k_r8_gemv, _finish_sum_minus_sum2),
     "q4_k_r8_gemm": (144, 292, _dec_q4_k, _app_q4_k_r8_gemm, _finish_sum_minus_sum2),
 }
@@ -458,6 +505,7 @@ dot_q4_1_q8_1 = _make_dot(*_KINDS["q4_1"])
 dot_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"])
 dot_q4_k_q8_k = _make_dot(*_KINDS["q4_k"])
 dot_q6_k_q8_k = _make_dot(*_KINDS["q6_k"])
+dot_q5_k_q8_k = _make_dot(*_KINDS["q5_k"])
 dot_q4_k_r8_gemv = _make_dot(*_KINDS["q4_k_r8_gemv"])
 dot_q4_k_r8_gemm = _make_dot(*_KINDS["q4_k_r8_gemm"])
 # 1 weight row x 4 tokens
@@ -468,6 +516,7 @@ dot4_q4_1_q8_1 = _make_dot(*_KINDS["q4_1"], n_tok=N_TOK)
 dot4_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"], n_tok=N_TOK)
 dot4_q4_k_q8_k = _make_dot(*_KINDS["q4_k"], n_tok=N_TOK)
 dot4_q6_k_q8_k = _make_dot(*_KINDS["q6_k"], n_tok=N_TOK)
+dot4_q5_k_q8_k = _make_dot(*_KINDS["q5_k"], n_tok=N_TOK)
 dot4_q4_k_r8_gemm = _make_dot(*_KINDS["q4_k_r8_gemm"], n_tok=N_TOK)
 # 2 weight rows x 1 token
 dot2r_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"], n_w=N_W)
@@ -477,6 +526,7 @@ dot2r_q4_1_q8_1 = _make_dot(*_KINDS["q4_1"], n_w=N_W)
 dot2r_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"], n_w=N_W)
 dot2r_q4_k_q8_k = _make_dot(*_KINDS["q4_k"], n_w=N_W)
 dot2r_q6_k_q8_k = _make_dot(*_KINDS["q6_k"], n_w=N_W)
+dot2r_q5_k_q8_k = _make_dot(*_KINDS["q5_k"], n_w=N_W)
 dot2r_q4_k_r8_gemv = _make_dot(*_KINDS["q4_k_r8_gemv"], n_w=N_W)
 
 

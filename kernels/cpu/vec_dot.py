@@ -124,13 +124,18 @@ def _bsum(x, xo, g):
 
 
 @njit(cache=True, nogil=True)
-def vec_dot_q4_k_q8_k(w, woff, x, xoff, nb):
+def _dot_k45(w, woff, x, xoff, nb, five):
+    """Q4_K (five=False) / Q5_K (five=True) x Q8_K. Q4_K: mins in 4 float lanes (acc_m, FMA),
+    added as (m0+m2)+(m1+m3); Q5_K: mins as one integer, summs = fma(dmin, imin, summs)."""
+    bb = 176 if five else 144
+    qs_at = 48 if five else 16
     acc = np.zeros(8, np.float32)
     acc_m = np.zeros(4, np.float32)
+    summs = np.float32(0.0)
     sc = np.empty(8, np.int32)
     mn = np.empty(8, np.int32)
     for ib in range(nb):
-        bo = woff + ib * 144
+        bo = woff + ib * bb
         xo = xoff + ib * 292
         yd = _f32(x, xo)
         d = yd * _f16(w, bo)
@@ -143,22 +148,47 @@ def vec_dot_q4_k_q8_k(w, woff, x, xoff, nb):
             else:
                 sc[j] = (np.int32(w[s + j + 4]) & 0xF) | ((np.int32(w[s + j - 4]) >> 6) << 4)
                 mn[j] = (np.int32(w[s + j + 4]) >> 4) | ((np.int32(w[s + j]) >> 6) << 4)
+        imin = 0
         for k in range(4):
             prod = (mn[2 * k] * (_bsum(x, xo, 4 * k) + _bsum(x, xo, 4 * k + 1))
                     + mn[2 * k + 1] * (_bsum(x, xo, 4 * k + 2) + _bsum(x, xo, 4 * k + 3)))
-            acc_m[k] = fma_f32(dmin, np.float32(prod), acc_m[k])
+            if five:
+                imin += prod
+            else:
+                acc_m[k] = fma_f32(dmin, np.float32(prod), acc_m[k])
+        if five:
+            summs = fma_f32(dmin, np.float32(imin), summs)
         for lane in range(8):
             si = 0
             for j in range(4):
                 lo = 0
                 hi = 0
                 for k in range(4):
-                    b = np.int32(w[bo + 16 + 32 * j + 4 * lane + k])
-                    lo += (b & 15) * _s8(x[xo + 4 + 64 * j + 4 * lane + k])
-                    hi += (b >> 4) * _s8(x[xo + 4 + 64 * j + 32 + 4 * lane + k])
+                    e = 4 * lane + k
+                    b = np.int32(w[bo + qs_at + 32 * j + e])
+                    ql = b & 15
+                    qh = b >> 4
+                    if five:
+                        hb = np.int32(w[bo + 16 + e])
+                        ql += ((hb >> (2 * j)) & 1) << 4
+                        qh += ((hb >> (2 * j + 1)) & 1) << 4
+                    lo += ql * _s8(x[xo + 4 + 64 * j + e])
+                    hi += qh * _s8(x[xo + 4 + 64 * j + 32 + e])
                 si += sc[2 * j] * lo + sc[2 * j + 1] * hi
             acc[lane] = fma_f32(d, np.float32(si), acc[lane])
+    if five:
+        return hsum8(acc) + summs
     return hsum8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]))
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_q4_k_q8_k(w, woff, x, xoff, nb):
+    return _dot_k45(w, woff, x, xoff, nb, False)
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_q5_k_q8_k(w, woff, x, xoff, nb):
+    return _dot_k45(w, woff, x, xoff, nb, True)
 
 
 @njit(cache=True, nogil=True)
@@ -234,3 +264,62 @@ def vec_dot_f16_f16(w, woff, x, xoff, n):
 @njit(cache=True, nogil=True)
 def vec_dot_bf16_bf16(w, woff, x, xoff, n):
     return _fdot(w, woff, x, xoff, n, 2)
+
+
+@njit(cache=True, nogil=True)
+def _q4_k_r8(w, woff, x, xoff, nb, gemm):
+    """Q4_K x Q8_K with the float steps of llama.cpp's repacked kernels (arch/x86/repack.cpp):
+    gemv: acc += isum * (d * yd), acc_min += imin * (dmin * yd) once per super-block; gemm: the
+    same once per 64-value pair of sub-blocks; the result is acc - acc_min."""
+    acc = np.float32(0.0)
+    acc_min = np.float32(0.0)
+    sc = np.empty(8, np.int32)
+    mn = np.empty(8, np.int32)
+    for ib in range(nb):
+        bo = woff + ib * 144
+        xo = xoff + ib * 292
+        yd = _f32(x, xo)
+        dd = _f16(w, bo) * yd
+        dm = _f16(w, bo + 2) * yd
+        s = bo + 4
+        for j in range(8):
+            if j < 4:
+                sc[j] = np.int32(w[s + j]) & 63
+                mn[j] = np.int32(w[s + j + 4]) & 63
+            else:
+                sc[j] = (np.int32(w[s + j + 4]) & 0xF) | ((np.int32(w[s + j - 4]) >> 6) << 4)
+                mn[j] = (np.int32(w[s + j + 4]) >> 4) | ((np.int32(w[s + j]) >> 6) << 4)
+        isum = 0
+        imin = 0
+        for p in range(4):  # pairs of 32-value sub-blocks
+            ip = 0
+            for h in range(2):
+                j = 2 * p + h
+                dot = 0
+                for k in range(32):
+                    b = np.int32(w[bo + 16 + 32 * p + k])
+                    q = (b & 15) if h == 0 else (b >> 4)
+                    dot += q * _s8(x[xo + 4 + 32 * j + k])
+                ip += sc[j] * dot
+            mp = (mn[2 * p] * (_bsum(x, xo, 4 * p) + _bsum(x, xo, 4 * p + 1))
+                  + mn[2 * p + 1] * (_bsum(x, xo, 4 * p + 2) + _bsum(x, xo, 4 * p + 3)))
+            if gemm:
+                acc = fma_f32(np.float32(ip), dd, acc)
+                acc_min = fma_f32(np.float32(mp), dm, acc_min)
+            else:
+                isum += ip
+                imin += mp
+        if not gemm:
+            acc = fma_f32(np.float32(isum), dd, acc)
+            acc_min = fma_f32(np.float32(imin), dm, acc_min)
+    return acc - acc_min
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_q4_k_r8_gemv(w, woff, x, xoff, nb):
+    return _q4_k_r8(w, woff, x, xoff, nb, False)
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_q4_k_r8_gemm(w, woff, x, xoff, nb):
+    return _q4_k_r8(w, woff, x, xoff, nb, True)

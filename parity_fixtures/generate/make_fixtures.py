@@ -23,6 +23,7 @@ N_CTX = 512
 GREEDY_PROMPTS = ["The capital of France is", "Once upon a time,", "def fibonacci(n):"]
 SEEDED_PROMPTS = ["The capital of France is", "My favourite food is", "In 1905, Einstein"]
 SEEDS = [42, 1234, 7]
+EMBED_TEXT = "hello world"
 SAMPLING = dict(top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0)  # create_completion defaults
 
 
@@ -80,6 +81,12 @@ def main():
                                              finish_reason=chat["choices"][0]["finish_reason"],
                                              usage=chat["usage"]))
         del llm
+        emb = Llama(model_path=str(path), n_ctx=N_CTX, embedding=True, pooling_type=1,
+                    verbose=False)
+        out["models"][name]["embed"] = dict(text=EMBED_TEXT, pooling="mean", normalize=False,
+                                            vector=[float(x) for x in
+                                                    emb.embed(EMBED_TEXT, normalize=False)])
+        del emb
     (HERE / "generate.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))
     for name, m in out["models"].items():
         print(name, repr(m["greedy"][0]["text"]))

@@ -48,6 +48,16 @@ CASES = [
     ("list.gbnf", (LLAMA / "grammars/list.gbnf").read_text(), "- milk ü\n- eggs 🥚\n"),
 ]
 
+_JSON_BODY = (LLAMA / "grammars/json.gbnf").read_text().split("\n", 1)[1]
+# lazy grammars (llama_sampler_init_grammar_lazy_patterns): name, grammar, text, patterns
+LAZY_CASES = [
+    ("lazy: pattern with group", 'root ::= "<tool_call>" ws object\n' + _JSON_BODY,
+     'Sure, calling it now. <tool_call> {"name": "f", "x": [1, 2]}',
+     ["[\\s\\S]*?(<tool_call>)[\\s\\S]*"]),
+    ("lazy: anchored pattern", 'root ::= "{" [a-z]* "}"',
+     "ok then {abc}", ["^[\\s\\S]*?(\\{)[\\s\\S]*$"]),
+]
+
 
 def main() -> int:
     L.llama_backend_init()
@@ -68,12 +78,17 @@ def main() -> int:
 
     data = (L.llama_token_data * n_vocab)()
     out = []
-    for name, grammar, text in CASES:
+    for name, grammar, text, patterns in [c + ([],) for c in CASES] + LAZY_CASES:
         raw = text.encode("utf-8")
         toks = (L.llama_token * (len(raw) + 8))()
         n_tok = L.llama_tokenize(vocab, raw, len(raw), toks, len(raw) + 8, False, False)
         tokens = [toks[i] for i in range(n_tok)]
-        smpl = L.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        if patterns:
+            arr_p = (ctypes.c_char_p * len(patterns))(*[p.encode() for p in patterns])
+            smpl = L.llama_sampler_init_grammar_lazy_patterns(
+                vocab, grammar.encode(), b"root", arr_p, len(patterns), None, 0)
+        else:
+            smpl = L.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
         assert smpl, name
         steps = []
         for i in range(n_tok + 1):
@@ -89,7 +104,7 @@ def main() -> int:
                 L.llama_sampler_accept(smpl, tokens[i])
         L.llama_sampler_free(smpl)
         out.append({"name": name, "grammar": grammar, "text": text, "tokens": tokens,
-                    "steps": steps})
+                    "trigger_patterns": patterns, "steps": steps})
         print(name, n_tok, "tokens", file=sys.stderr)
     (HERE / "sampler_smollm2.json").write_text(json.dumps({
         "source": "llama-cpp-python 0.3.36 (llama_sampler_init_grammar, vocab_only model)",

@@ -136,10 +136,16 @@ class Model:
         return np.concatenate(out)
 
     def greedy(self, tokens, n_predict: int) -> list[int]:
-        """Greedy continuation (argmax of the logits, first max wins like llama_sampler_greedy)."""
+        """Greedy continuation (argmax, first max wins like llama_sampler_greedy); the prompt goes
+        in n_batch chunks, only its last token an output."""
         self.clear()
-        lg = self.decode(tokens, list(range(len(tokens))), [0] * len(tokens),
-                         [0] * (len(tokens) - 1) + [1])
+        step = self.cparams["n_batch"]
+        n = len(tokens)
+        for s in range(0, n, step):
+            chunk = tokens[s:s + step]
+            last = s + len(chunk) == n
+            lg = self.decode(chunk, list(range(s, s + len(chunk))), [0] * len(chunk),
+                             [0] * (len(chunk) - 1) + [1 if last else 0])
         out = []
         p = len(tokens)
         for _ in range(n_predict):

@@ -238,7 +238,9 @@ def main(argv: list[str]) -> int:
         print(f"{name}: {len(data['cases'])} cases -> {out.name} ({out.stat().st_size} bytes)")
     if not only or "bench" in only:
         ref = bench_reference(paths)
-        ref["_meta"] = {"llama_cpp": L.__version__, "note": "best of 3, single call, add_special=False"}
+        ref["_meta"] = {"llama_cpp": L.__version__, "note": "best of 3, single call, add_special=False",
+                        "text_sha1": {"english": hashlib.sha1(bench.english_text().encode()).hexdigest(),
+                                      "mixed": hashlib.sha1(bench.mixed_text().encode()).hexdigest()}}
         (HERE / "bench.json").write_text(json.dumps(ref, indent=1))
         print("bench.json written")
     return 0

@@ -48,7 +48,8 @@ def test_smollm2_pieces_and_eog_are_llama_cpps(smollm2_vocab):
 @pytest.mark.parametrize("case", FIXTURE["cases"], ids=[c["name"] for c in FIXTURE["cases"]])
 def test_allowed_tokens_match_llama_cpp_at_every_step(smollm2_vocab, case):
     _, _, gv = smollm2_vocab
-    s = GrammarSampler(case["grammar"], "root", gv)
+    patterns = case["trigger_patterns"]
+    s = GrammarSampler(case["grammar"], "root", gv, lazy=bool(patterns), trigger_patterns=patterns)
     bad = []
     for i, step in enumerate(case["steps"]):
         mask = _finite_mask(s, gv.n_vocab)
@@ -94,7 +95,6 @@ def test_fast_mask_equals_literal_candidate_rejection(gi):
     for walk in range(8):
         s = GrammarSampler(g, "root", gv)
         for _ in range(25):
-            mask = _finite_mask(s, len(pieces))
             rejected = s.state.reject_candidates([(t, p) for t, p in enumerate(pieces)])
             expect = np.ones(len(pieces), np.uint8)
             for t, p in enumerate(pieces):
@@ -102,6 +102,11 @@ def test_fast_mask_equals_literal_candidate_rejection(gi):
                     expect[t] = s.state.can_end()
                 elif not p or p[0] == 0 or t in rejected:
                     expect[t] = 0
+            few = np.array(rng.sample(range(len(pieces)), 10), np.int32)  # small-array path first
+            cur = TokenDataArray(few, np.zeros(10, np.float32))
+            s.apply(cur)
+            assert np.isfinite(cur.logits).tolist() == expect[few].astype(bool).tolist()
+            mask = _finite_mask(s, len(pieces))
             assert mask.tolist() == expect.tolist()
             choices = [t for t in np.flatnonzero(mask).tolist() if t != 3]
             rng.shuffle(choices)
@@ -150,6 +155,27 @@ def test_empty_grammar_changes_nothing_and_partial_candidates_are_checked():
     cur = TokenDataArray(np.array([2, 3], np.int32), np.zeros(2, np.float32))
     s.apply(cur)  # a shrunk candidate array
     assert np.isfinite(cur.logits).tolist() == [True, False]
+
+
+def test_lazy_grammar_waits_for_trigger_token_or_word():
+    pieces = [b"hi", b" ", b"<call>", b"{", b"}", b"x", b"<eos>"]
+    s = GrammarSampler('root ::= "<call>" "{" "}"', "root", pieces, eog=[6], lazy=True,
+                       trigger_tokens=[2])
+    assert _finite_mask(s, 7).all()
+    s.accept(0)
+    s.accept(1)
+    assert _finite_mask(s, 7).all()
+    s.accept(2)  # the trigger token is the grammar's first token
+    assert _finite_mask(s, 7).tolist() == [0, 0, 0, 1, 0, 0, 0]
+    s.reset()
+    assert s.awaiting_trigger and _finite_mask(s, 7).all()
+    w = GrammarSampler('root ::= "{" "x"* "}"', "root", pieces, eog=[6], lazy=True,
+                       trigger_words=["{"])
+    for t in (0, 1, 3):  # "hi {": the word starts the constrained text
+        w.accept(t)
+    assert _finite_mask(w, 7).tolist() == [0, 0, 0, 0, 1, 1, 0]
+    with pytest.raises(GrammarError):
+        GrammarSampler('root ::= "a"', "root", pieces, lazy=True, trigger_patterns=["(unclosed"])
 
 
 def test_grammar_state_matches_strings():

@@ -2,7 +2,8 @@
 
 Tolerances:
 * llama.cpp fixture (parity_fixtures/matmul, ggml_vec_dot_* called through ctypes): bit-exact for
-  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, both for the SIMD kernels and the portable fallback.
+  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, both for the SIMD kernels and the portable fallback;
+  Q4_K with a multiple of 8 rows bit-exact with the repacked ggml_gemv/gemm_q4_K_8x8_q8_K.
 * NumPy integer reference (block integer dots, float64 scaling): |diff| <= 1e-5 * sum|terms|,
   the float32 rounding of the per-block FMA chain.
 * dequantize (gguf-py) + float64 matmul on the activation as the kernel sees it: 1e-5 of
@@ -20,16 +21,16 @@ from gguf.quants import dequantize as gguf_dequantize
 from kernels.cpu import matmul as mm
 from kernels.cpu import vec_dot
 
-FAST = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14}
+FAST = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}
 # qk, block bytes, f16 scale offsets, activation block bytes
 LAYOUT = {"Q4_0": (32, 18, (0,), 34), "Q4_1": (32, 20, (0, 2), 36), "Q5_0": (32, 22, (0,), 34),
           "Q5_1": (32, 24, (0, 2), 36), "Q8_0": (32, 34, (0,), 34), "Q4_K": (256, 144, (0, 2), 292),
-          "Q6_K": (256, 210, (208,), 292)}
+          "Q5_K": (256, 176, (0, 2), 292), "Q6_K": (256, 210, (208,), 292)}
 PORTABLE = {"Q4_0": vec_dot.vec_dot_q4_0_q8_0, "Q4_1": vec_dot.vec_dot_q4_1_q8_1,
             "Q5_0": vec_dot.vec_dot_q5_0_q8_0, "Q5_1": vec_dot.vec_dot_q5_1_q8_1,
             "Q8_0": vec_dot.vec_dot_q8_0_q8_0, "Q4_K": vec_dot.vec_dot_q4_k_q8_k,
-            "Q6_K": vec_dot.vec_dot_q6_k_q8_k}
-SLOW = ["Q2_K", "Q3_K", "Q5_K", "IQ4_NL", "IQ4_XS", "IQ2_XXS", "IQ3_S", "TQ2_0"]
+            "Q5_K": vec_dot.vec_dot_q5_k_q8_k, "Q6_K": vec_dot.vec_dot_q6_k_q8_k}
+SLOW = ["Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS", "IQ2_XXS", "IQ3_S", "TQ2_0"]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def _decode_weight(name, w, n_rows, n_cols):
         return q, _f16(b[..., 0:2]), (_f16(b[..., 2:4]) if name in ("Q4_1", "Q5_1") else None)
     if name == "Q8_0":
         return _s8(np.ascontiguousarray(b[..., 2:])), _f16(b[..., 0:2]), None
-    if name == "Q4_K":
+    if name in ("Q4_K", "Q5_K"):
         s = b[..., 4:16].astype(np.int64)
         sc = np.empty(s.shape[:-1] + (8,), np.int64)
         mn = np.empty_like(sc)
@@ -84,9 +85,13 @@ def _decode_weight(name, w, n_rows, n_cols):
             else:
                 sc[..., j] = (s[..., j + 4] & 15) | ((s[..., j - 4] >> 6) << 4)
                 mn[..., j] = (s[..., j + 4] >> 4) | ((s[..., j] >> 6) << 4)
-        qs = b[..., 16:].astype(np.int64).reshape(n_rows, -1, 4, 32)
-        q = np.concatenate([qs & 15, qs >> 4], axis=-1).reshape(n_rows, -1, 256)
-        return q, (_f16(b[..., 0:2]), _f16(b[..., 2:4])), (sc, mn)
+        qs_at = 16 if name == "Q4_K" else 48
+        qs = b[..., qs_at:qs_at + 128].astype(np.int64).reshape(n_rows, -1, 4, 32)
+        q = np.concatenate([qs & 15, qs >> 4], axis=-1).reshape(n_rows, -1, 8, 32)
+        if name == "Q5_K":  # bit j of qh[l] is the fifth bit of value l of sub-block j
+            qh = b[..., 16:48].astype(np.int64)[..., None, :]
+            q = q | (((qh >> np.arange(8)[:, None]) & 1) << 4)
+        return q.reshape(n_rows, -1, 256), (_f16(b[..., 0:2]), _f16(b[..., 2:4])), (sc, mn)
     # Q6_K
     ql = b[..., :128].astype(np.int64).reshape(n_rows, -1, 2, 2, 32)
     qh = b[..., 128:192].astype(np.int64).reshape(n_rows, -1, 2, 32)
@@ -115,7 +120,7 @@ def reference_int_dot(name, w, n_rows, n_cols, xq, n_tokens):
     q, dw, extra_w = _decode_weight(name, w, n_rows, n_cols)
     qx, dx, extra_x = _decode_act(name, xq, n_tokens, n_cols)
     f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731
-    if name == "Q4_K":
+    if name in ("Q4_K", "Q5_K"):
         isub = np.einsum("rbjk,tbjk->trbj", q.reshape(n_rows, -1, 8, 32), qx.reshape(n_tokens, -1, 8, 32))
         sc, mn = extra_w
         isum = (isub * sc[None]).sum(-1)
@@ -160,6 +165,25 @@ def test_matmul_is_bit_exact_with_llama_cpp_vec_dot(name, fixture):
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
     got1 = _run(name, w, ref.shape[1], n_cols, np.ascontiguousarray(x[1]))
     assert np.array_equal(got1.view(np.uint32), ref[1].view(np.uint32))
+
+
+def test_q4_k_with_rows_multiple_of_8_is_bit_exact_with_llama_cpp_repacked_kernels(fixture):
+    # llama.cpp's x86 build repacks such Q4_K weights: 1..3 tokens go through
+    # ggml_gemv_q4_K_8x8_q8_K, groups of 4 through ggml_gemm_q4_K_8x8_q8_K
+    x, w = fixture["x"], fixture["w_Q4_K_r8"]
+    gemv, gemm = fixture["out_Q4_K_r8_gemv"], fixture["out_Q4_K_r8_gemm"]
+    n_rows, n_cols = gemv.shape[1], x.shape[1]
+    for t in range(x.shape[0]):
+        got = _run("Q4_K", w, n_rows, n_cols, np.ascontiguousarray(x[t]))
+        assert np.array_equal(got.view(np.uint32), gemv[t].view(np.uint32))
+    got = _run("Q4_K", w, n_rows, n_cols, np.ascontiguousarray(np.concatenate([x, x[2:3]])))
+    assert np.array_equal(got[:4].view(np.uint32), gemm.view(np.uint32))
+    assert np.array_equal(got[4].view(np.uint32), gemv[2].view(np.uint32))
+    xq, nb = fixture["xq_q8_K"], n_cols // 256
+    for fn, ref in ((vec_dot.vec_dot_q4_k_r8_gemv, gemv), (vec_dot.vec_dot_q4_k_r8_gemm, gemm)):
+        p = np.array([[fn(w, r * nb * 144, xq, t * nb * 292, nb) for r in range(n_rows)]
+                      for t in range(x.shape[0])], np.float32)
+        assert np.array_equal(p.view(np.uint32), ref.view(np.uint32))
 
 
 @pytest.mark.parametrize("name", list(FAST))
@@ -250,39 +274,37 @@ def test_float_weights_match_numpy(name, n_tokens):
     assert np.array_equal(p.reshape(got.shape).view(np.uint32), got.view(np.uint32))
 
 
-@pytest.mark.parametrize("name", ["Q5_K", "IQ4_NL"])
-def test_slow_path_matches_gguf_dequantize_on_odd_rows(name):
+@pytest.mark.parametrize("name,qk,bb,scales", [("Q3_K", 256, 110, (108,)), ("IQ4_NL", 32, 18, (0,))])
+def test_slow_path_matches_gguf_dequantize_on_odd_rows(name, qk, bb, scales):
     rng = np.random.default_rng(2)
     n_rows, n_cols = 3, 256
-    t = GGMLQuantizationType[name]
-    _, qk, bb = (None, 256, 176) if name == "Q5_K" else (None, 32, 18)
     w = rng.integers(0, 256, n_rows * n_cols // qk * bb, dtype=np.uint8).reshape(-1, bb)
-    w[:, 0:2] = (rng.standard_normal(len(w)) * 0.02).astype(np.float16).view(np.uint8).reshape(-1, 2)
-    if name == "Q5_K":
-        w[:, 2:4] = (rng.standard_normal(len(w)) * 0.02).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    for off in scales:
+        w[:, off:off + 2] = (rng.standard_normal(len(w)) * 0.02).astype(np.float16).view(np.uint8).reshape(-1, 2)
     w = w.reshape(-1)
     x = rng.standard_normal((2, n_cols)).astype(np.float32)
     got = _run(name, w, n_rows, n_cols, x)
-    wf = gguf_dequantize(w.reshape(n_rows, -1), t).astype(np.float64)
+    wf = gguf_dequantize(w.reshape(n_rows, -1), GGMLQuantizationType[name]).astype(np.float64)
     xd = _slow_act(name, x)
     assert np.all(np.abs(got - xd @ wf.T) <= 1e-5 * (np.abs(xd) @ np.abs(wf).T) + 1e-30)
 
 
 def test_one_and_two_threads_give_identical_results():
     rng = np.random.default_rng(11)
-    n_rows, n_cols = 37, 512  # several row chunks, odd count
-    x = rng.standard_normal((40, n_cols)).astype(np.float32)  # more than one token tile
+    n_cols = 512
+    x = rng.standard_normal((38, n_cols)).astype(np.float32)  # more than one token tile
     before = numba.get_num_threads()
     try:
-        for name in ("Q4_1", "Q4_K"):
+        # 37 rows: several row chunks and an odd count; Q4_K with 40 rows takes the repack numerics
+        for name, n_rows in (("Q4_1", 37), ("Q4_K", 37), ("Q4_K", 40)):
             w = random_weight(rng, name, n_rows, n_cols)
             outs = []
             for t in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
                 numba.set_num_threads(t)
                 outs.append(_run(name, w, n_rows, n_cols, x))
             assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))
-            single = _run(name, w, n_rows, n_cols, np.ascontiguousarray(x[17]))
-            assert np.array_equal(single.view(np.uint32), outs[0][17].view(np.uint32))
+            single = _run(name, w, n_rows, n_cols, np.ascontiguousarray(x[37]))  # a gemv token
+            assert np.array_equal(single.view(np.uint32), outs[0][37].view(np.uint32))
     finally:
         numba.set_num_threads(before)
 

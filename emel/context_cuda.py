@@ -1,0 +1,389 @@
+"""The decoder context on an NVIDIA GPU: the CPU Context with the graph, arena and KV cache on the device.
+
+`CudaContext` has the interface of emel.context.Context (decode, get_logits_ith, get_logits,
+get_embeddings_ith, memory_*): it reuses that class for batch validation, ubatch splitting, output
+bookkeeping and the KV cells (positions, slots, masks), and replaces the per-ubatch graph with a
+device twin of the arch's `build_graph` (emel/models/<arch>.py) built from kernels/cuda/ops.py and
+kernels/cuda/matmul.py. Weights, the K/V storage (F16 values held as float32, like the CPU store)
+and the activations (a bump arena of float32, reset per layer, plus the residual stream) live on
+the device; logits (and embeddings when asked for) come back to the host.
+
+Supported architectures: llama and gemma3 (graphs below). Others raise UnsupportedError.
+Differences from the CPU context, on purpose or pending:
+- the matmul activation is converted to the weight's vec_dot_type on the host
+  (kernels.cpu.matmul.quantize_act, bit-exact with llama.cpp) and copied back, because
+  kernels/cuda has no device-side activation quantizer yet; every other op stays on the device.
+- float sums run in another order in places (see kernels/cuda/ops.py and kernels/cuda/matmul.py):
+  logits agree with the CPU context to ~1e-5 relative, not bit for bit.
+Importing this module imports numba.cuda; `emel.device.resolve_device("cuda")` says whether it can run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from kernels.cpu import matmul as cpu_matmul
+from kernels.cpu import ops as cpu_ops
+from kernels.cpu.q8 import quantize_row_q8_K
+from kernels.cpu.quants_base import row_nbytes
+from kernels.cuda import matmul as gpu_matmul
+from kernels.cuda import ops as G
+from kernels.cuda import quants as gpu_quants
+from kernels.cuda import runtime, tuning
+
+from .context import Context, ContextParams
+from .device import resolve_device
+from .errors import UnsupportedError
+from .models import common as C
+
+_GGML_TYPE_Q5_K = 13
+
+
+class CudaContext(Context):
+    """A decoding context whose graph runs on the GPU (or Numba's CUDA simulator, for tests)."""
+
+    def __init__(self, model_file, params: ContextParams | None = None, weights=None,
+                 launch: tuning.Tuning | None = None) -> None:
+        resolve_device("cuda")  # UnsupportedError without numba.cuda / a GPU
+        super().__init__(model_file, params, weights)
+        arch = self.hp.arch
+        if arch not in _GRAPHS:
+            raise UnsupportedError(f"device 'cuda': architecture {arch!r} is not supported yet "
+                                   f"(supported: {', '.join(sorted(_GRAPHS))})")
+        self.launch = launch or (tuning.SIMULATOR if runtime.simulator() else tuning.DEFAULT)
+        self.dev = _DeviceModel(self.weights, self.hp, self.launch)
+        self.kv = _DeviceKV(self.kv, self.hp, self.launch)
+        self.arena = _Arena(_arena_floats(self.hp, self.n_ubatch, self.kv.size))
+        self.resid = cuda.device_array(self.n_ubatch * self.hp.n_embd, np.float32)
+        self.logits_buf = cuda.device_array(self.n_ubatch * self.hp.n_vocab, np.float32)
+        graph = _GRAPHS[arch]
+        ctx = self
+
+        class _Arch:  # what Context.decode calls per ubatch
+            @staticmethod
+            def build_graph(hp, w, ub, kv, out_ids, want_logits=True):
+                return graph(ctx, ub, out_ids, want_logits)
+
+        self.arch = _Arch
+
+
+# ---------------------------------------------------------------------------------------------
+# The graphs (device twins of emel/models/<arch>.py build_graph)
+
+
+def _llama_graph(ctx: CudaContext, ub, out_ids: np.ndarray, want_logits: bool):
+    """emel.models.llama.build_graph on the device."""
+    hp, w, d, kv, A = ctx.hp, ctx.weights, ctx.dev, ctx.kv, ctx.arena
+    n = len(ub.token)
+    hd = hp.n_embd_head_k
+    kq_scale = hp.f_attention_scale or 1.0 / np.sqrt(np.float32(hd))
+    inpL = ctx.resid
+    d.embed(w.tok_embd, ub.token, inpL)
+    pos = cuda.to_device(np.ascontiguousarray(ub.pos, dtype=np.int32))
+    for il, L in enumerate(w.layers):
+        A.reset()
+        rp = kv.rope_params(il, w.rope_freqs)
+        cur = d.rms_norm(A, inpL, L.attn_norm, n, hp.n_embd, hp.f_norm_rms_eps)
+        q = d.linear(A, L.wq, cur, n)
+        k = d.linear(A, L.wk, cur, n)
+        v = d.linear(A, L.wv, cur, n)
+        d.rope(A, q, pos, n, hp.n_head, hd, rp)
+        d.rope(A, k, pos, n, hp.n_head_kv, hd, rp)
+        cur = kv.attend(A, il, q, k, v, n, kq_scale, 0.0)
+        cur = d.linear(A, L.wo, cur, n)
+        if L.wo_b is not None:
+            d.add_rows(cur, L.wo_b, cur, n, hp.n_embd)
+        inpSA = inpL
+        if il == hp.n_layer - 1:
+            cur, inpSA = d.rows(A, cur, out_ids, hp.n_embd), d.rows(A, inpSA, out_ids, hp.n_embd)
+            n = len(out_ids)
+        ffn_inp = d.add(A, cur, inpSA, n * hp.n_embd)
+        cur = d.rms_norm(A, ffn_inp, L.ffn_norm, n, hp.n_embd, hp.f_norm_rms_eps)
+        cur = d.swiglu(A, d.linear(A, L.ffn_gate, cur, n), d.linear(A, L.ffn_up, cur, n), n, hp.n_ff)
+        cur = d.linear(A, L.ffn_down, cur, n)
+        d.add(None, cur, ffn_inp, n * hp.n_embd, out=inpL)
+    A.reset()
+    embd = d.rms_norm(A, inpL, w.output_norm, n, hp.n_embd, hp.f_norm_rms_eps)
+    return _outputs(ctx, embd, n, w.output, want_logits, 0.0)
+
+
+def _gemma3_graph(ctx: CudaContext, ub, out_ids: np.ndarray, want_logits: bool):
+    """emel.models.gemma3.build_graph on the device."""
+    hp, w, d, kv, A = ctx.hp, ctx.weights, ctx.dev, ctx.kv, ctx.arena
+    n = len(ub.token)
+    hd, eps, n_embd = hp.n_embd_head_k, hp.f_norm_rms_eps, hp.n_embd
+    inpL = ctx.resid
+    d.embed(w.tok_embd, ub.token, inpL)
+    d.scale(inpL, np.sqrt(np.float32(n_embd)), inpL, n * n_embd)
+    pos = cuda.to_device(np.ascontiguousarray(ub.pos, dtype=np.int32))
+    for il, L in enumerate(w.layers):
+        A.reset()
+        rp = kv.rope_params(il)
+        cur = d.rms_norm(A, inpL, L.attn_norm, n, n_embd, eps)
+        q = d.rms_norm(A, d.linear(A, L.wq, cur, n), L.attn_q_norm, n * hp.n_head, hd, eps)
+        k = d.rms_norm(A, d.linear(A, L.wk, cur, n), L.attn_k_norm, n * hp.n_head_kv, hd, eps)
+        v = d.linear(A, L.wv, cur, n)
+        d.rope(A, q, pos, n, hp.n_head, hd, rp)
+        d.rope(A, k, pos, n, hp.n_head_kv, hd, rp)
+        d.scale(q, np.float32(hp.f_attention_scale), q, n * hp.n_head * hd)
+        cur = d.linear(A, L.wo, kv.attend(A, il, q, k, v, n, 1.0, 0.0), n)
+        sa_in = inpL
+        if il == hp.n_layer - 1:
+            cur, sa_in = d.rows(A, cur, out_ids, n_embd), d.rows(A, inpL, out_ids, n_embd)
+            n = len(out_ids)
+        cur = d.rms_norm(A, cur, L.attn_post_norm, n, n_embd, eps)
+        sa_out = d.add(A, cur, sa_in, n * n_embd)
+        cur = d.rms_norm(A, sa_out, L.ffn_norm, n, n_embd, eps)
+        cur = d.geglu(A, d.linear(A, L.ffn_gate, cur, n), d.linear(A, L.ffn_up, cur, n), n * hp.n_ff)
+        cur = d.rms_norm(A, d.linear(A, L.ffn_down, cur, n), L.ffn_post_norm, n, n_embd, eps)
+        d.add(None, cur, sa_out, n * n_embd, out=inpL)
+    A.reset()
+    embd = d.rms_norm(A, inpL, w.output_norm, n, n_embd, eps)
+    return _outputs(ctx, embd, n, w.output, want_logits, hp.f_final_logit_softcapping)
+
+
+_GRAPHS = {"llama": _llama_graph, "gemma3": _gemma3_graph}
+
+
+def _outputs(ctx: CudaContext, embd, n_out: int, output, want_logits: bool, cap: float):
+    """The only device -> host copies of a ubatch: logits rows (and embeddings when asked for)."""
+    hp = ctx.hp
+    embd_h = embd[:n_out * hp.n_embd].copy_to_host().reshape(n_out, hp.n_embd) \
+        if ctx.params.embeddings else None
+    if not want_logits or n_out == 0:
+        return embd_h, np.zeros((n_out, hp.n_vocab), np.float32)
+    logits = ctx.logits_buf[:n_out * hp.n_vocab]
+    ctx.dev.linear(None, output, embd, n_out, out=logits)
+    if cap:
+        ctx.dev.softcap(logits, cap, n_out * hp.n_vocab)
+    return embd_h, logits.copy_to_host().reshape(n_out, hp.n_vocab)
+
+
+# ---------------------------------------------------------------------------------------------
+# Device memory: arena, weights, KV storage
+
+
+def _arena_floats(hp: C.HParams, n_ubatch: int, kv_size: int) -> int:
+    """Worst-case float32 values the arena holds within one layer (every allocation of a layer
+    stays live until the next reset), for a full ubatch attending over the whole cache."""
+    n_q = hp.n_head * max(hp.n_embd_head_k, hp.n_embd_head_v)
+    per_token = (10 * hp.n_embd + 8 * n_q + 6 * max(hp.n_embd_k_gqa, hp.n_embd_v_gqa)
+                 + 4 * hp.n_ff + 2 * max(hp.n_embd_head_k, hp.n_rot) + hp.n_head * kv_size)
+    return n_ubatch * per_token + 64 * 64  # + the 64-float alignment of up to 64 views
+
+
+class _Arena:
+    """A float32 device buffer handed out front to back; reset() frees everything at once."""
+
+    def __init__(self, n_floats: int) -> None:
+        self.buf = cuda.device_array(n_floats, np.float32)
+        self.top = 0
+        self.peak = 0
+
+    def reset(self) -> None:
+        self.top = 0
+
+    def take(self, n: int):
+        n = max(int(n), 1)
+        start = -(-self.top // 64) * 64  # 256-byte aligned views
+        end = start + n
+        if end > self.buf.size:
+            from .errors import AllocationError
+            raise AllocationError(f"CUDA arena: {end} floats needed, {self.buf.size} reserved")
+        self.top = end
+        self.peak = max(self.peak, end)
+        return self.buf[start:end]
+
+
+class _DeviceModel:
+    """The weights on the device, and the op launchers the graphs call."""
+
+    def __init__(self, weights, hp: C.HParams, launch: tuning.Tuning) -> None:
+        self.hp = hp
+        self.t = launch
+        self._mats: dict[int, object] = {}
+        self._vecs: dict[int, object] = {}
+        self.gelu_table = cuda.to_device(cpu_ops.gelu_f16_table())
+        self._upload(weights)
+
+    def _upload(self, obj) -> None:
+        """Copy every Linear and float32 vector reachable from the weights dataclasses."""
+        from .models.linear import Linear
+
+        items = obj if isinstance(obj, list) else list(vars(obj).values())
+        for v in items:
+            if isinstance(v, Linear):
+                if int(v.ggml_type) not in gpu_matmul.CUDA_TYPES:
+                    raise UnsupportedError(f"device 'cuda': tensor {v.name} has type "
+                                           f"{v.ggml_type.name}, which the CUDA matmul lacks")
+                if id(v) not in self._mats:
+                    self._mats[id(v)] = cuda.to_device(np.ascontiguousarray(v.data).view(np.uint8).reshape(-1))
+            elif isinstance(v, np.ndarray) and v.dtype == np.float32:
+                self._vecs[id(v)] = cuda.to_device(np.ascontiguousarray(v).reshape(-1))
+            elif isinstance(v, list) or hasattr(v, "__dataclass_fields__"):
+                self._upload(v)
+
+    def vec(self, a: np.ndarray):
+        d = self._vecs.get(id(a))
+        if d is None:
+            d = self._vecs[id(a)] = cuda.to_device(np.ascontiguousarray(a, dtype=np.float32))
+        return d
+
+    # -- ops --------------------------------------------------------------------------------
+
+    def embed(self, tok_embd, tokens: np.ndarray, out) -> None:
+        """ggml_get_rows on the (possibly quantized) embedding table: one row dequantized per token."""
+        kernel = gpu_quants.KERNELS[int(tok_embd.ggml_type)]
+        row_bytes = row_nbytes(int(tok_embd.ggml_type), tok_embd.n_cols)
+        table = self._mats[id(tok_embd)]
+        n_cols = tok_embd.n_cols
+        tpb = self.t.elementwise_threads
+        blocks = max(1, min(self.t.max_blocks, -(-n_cols // tpb)))
+        for i, tok in enumerate(np.asarray(tokens, dtype=np.int64)):
+            kernel[blocks, tpb](table, int(tok) * row_bytes, n_cols, out, i * n_cols)
+
+    def linear(self, A, lin, x, n_tokens: int, out=None):
+        """out = W @ x; the activation is quantized on the host (see the module docstring)."""
+        if out is None:
+            out = A.take(n_tokens * lin.n_rows)
+        t = int(lin.ggml_type)
+        xh = x[:n_tokens * lin.n_cols].copy_to_host()
+        if t == _GGML_TYPE_Q5_K:
+            xq = np.empty(n_tokens * (lin.n_cols // 256) * 292, np.uint8)
+            quantize_row_q8_K(xh, n_tokens, lin.n_cols, xq)
+        else:
+            xq = np.empty(cpu_matmul.act_nbytes(t, n_tokens, lin.n_cols), np.uint8)
+            cpu_matmul.quantize_act(xh, t, n_tokens, lin.n_cols, xq)
+        grid = max(1, min(self.t.max_blocks, lin.n_rows * n_tokens))
+        gpu_matmul.matmul_q[grid, self.t.matmul_threads](self._mats[id(lin)], t, lin.n_rows,
+                                                          lin.n_cols, cuda.to_device(xq),
+                                                          n_tokens, out)
+        return out
+
+    def rms_norm(self, A, x, w, n_rows: int, n_cols: int, eps: float):
+        out = A.take(n_rows * n_cols)
+        wd = self.vec(w) if w is not None else out
+        G.launch_rms_norm_f32(x, wd, out, n_rows, n_cols, eps, w is not None,
+                              threads=self.t.row_threads, max_blocks=self.t.max_blocks)
+        return out
+
+    def rope(self, A, x, pos, n_tokens: int, n_head: int, head_dim: int, rp: C.RopeParams) -> None:
+        cache = A.take(n_tokens * head_dim)
+        ff = rp.freq_factors
+        G.launch_rope_f32(x, pos, n_tokens, n_head, head_dim, rp.n_rot, rp.neox, rp.freq_base,
+                          rp.freq_scale, rp.ext_factor, rp.attn_factor, rp.corr0, rp.corr1,
+                          self.vec(ff) if ff is not None else cache, ff is not None, cache,
+                          threads=self.t.row_threads, max_blocks=self.t.max_blocks)
+
+    def add(self, A, a, b, n: int, out=None):
+        out = A.take(n) if out is None else out
+        G.launch_add_f32(a, b, out, n, threads=self.t.elementwise_threads, max_blocks=self.t.max_blocks)
+        return out
+
+    def add_rows(self, x, b: np.ndarray, out, n_rows: int, n_cols: int) -> None:
+        G.launch_add_rows_f32(x, self.vec(b), out, n_rows, n_cols, threads=self.t.row_threads,
+                              max_blocks=self.t.max_blocks)
+
+    def scale(self, x, s, out, n: int) -> None:
+        G.launch_scale_f32(x, s, out, n, threads=self.t.elementwise_threads,
+                           max_blocks=self.t.max_blocks)
+
+    def softcap(self, x, cap: float, n: int) -> None:
+        G.launch_tanh_softcap_f32(x, x, n, cap, threads=self.t.elementwise_threads,
+                                  max_blocks=self.t.max_blocks)
+
+    def swiglu(self, A, gate, up, n_rows: int, n_cols: int):
+        out = A.take(n_rows * n_cols)
+        G.launch_swiglu_f32(gate, up, out, n_rows, n_cols, n_cols, n_cols,
+                            threads=self.t.row_threads, max_blocks=self.t.max_blocks)
+        return out
+
+    def geglu(self, A, gate, up, n: int):
+        out = A.take(n)
+        G.launch_geglu_f32(gate, up, out, n, self.gelu_table, threads=self.t.elementwise_threads,
+                           max_blocks=self.t.max_blocks)
+        return out
+
+    def rows(self, A, x, ids: np.ndarray, n_cols: int):
+        """x[ids] (ids: host int array, checked by the caller)."""
+        out = A.take(len(ids) * n_cols)
+        if len(ids):
+            G.launch_get_rows_f32(x, cuda.to_device(np.asarray(ids, np.int32)), out, len(ids),
+                                  n_cols, threads=self.t.row_threads, max_blocks=self.t.max_blocks)
+        return out
+
+
+class _DeviceKV:
+    """K/V storage on the device over the CPU store's cells (positions, slots, masks).
+
+    Wraps the emel.context store: its cell bookkeeping (begin, mask, seq_*) is reused as is, its
+    host K/V arrays are dropped. Layer il holds float32[n_stream * size * n_embd_{k,v}_gqa]: one
+    row per cell, F16-rounded values (set_rows_f16), like the CPU store.
+    """
+
+    def __init__(self, host, hp: C.HParams, launch: tuning.Tuning) -> None:
+        self.host = host
+        self.hp = hp
+        self.t = launch
+        n_cells = host.n_stream * host.size
+        host.k = host.v = None
+        self.k = [cuda.to_device(np.zeros(n_cells * hp.n_embd_k_gqa, np.float32)) for _ in range(hp.n_layer)]
+        self.v = [cuda.to_device(np.zeros(n_cells * hp.n_embd_v_gqa, np.float32)) for _ in range(hp.n_layer)]
+        self._masks: dict[tuple[int, bool], tuple[object, int]] = {}
+        self._groups: list[tuple[object, object, int, int]] = []
+
+    def __getattr__(self, name):  # cells, positions, rope parameters: the host store's
+        return getattr(self.host, name)
+
+    def begin(self, ub) -> None:
+        self.host.begin(ub)
+        self._masks = {}
+        self._groups = []
+        n = len(ub.token)
+        for s, idx, slots in self.host._groups:
+            full = len(idx) == n and bool(np.all(idx == np.arange(n)))
+            d_idx = None if full else cuda.to_device(np.asarray(idx, np.int32))
+            cells = cuda.to_device((s * self.host.size + np.asarray(slots)).astype(np.int32))
+            self._groups.append((d_idx, cells, s, len(idx)))
+
+    def _mask(self, s: int, idx: np.ndarray, swa: bool):
+        key = (s, swa)
+        if key not in self._masks:
+            m, n_kv = self.host.mask(s, idx, swa)
+            self._masks[key] = (cuda.to_device(np.ascontiguousarray(m, np.float32).reshape(-1)), n_kv)
+        return self._masks[key]
+
+    def attend(self, A, il: int, q, k, v, n_tokens: int, kq_scale: float, softcap: float):
+        """Store k, v (rounded to F16) in the ubatch cells of layer il, then attend with q."""
+        hp, t = self.hp, self.t
+        nk, nv = hp.n_embd_k_gqa, hp.n_embd_v_gqa
+        nq, no = hp.n_head * hp.n_embd_head_k, hp.n_head * hp.n_embd_head_v
+        row = dict(threads=t.row_threads, max_blocks=t.max_blocks)
+        out = A.take(n_tokens * no)
+        swa = hp.is_swa(il)
+        size = self.host.size
+        for (d_idx, cells, s, n_g), (_, idx, _) in zip(self._groups, self.host._groups):
+            kg, vg, qg, og = k, v, q, out
+            if d_idx is not None:  # this sequence's tokens, gathered
+                kg, vg, qg, og = A.take(n_g * nk), A.take(n_g * nv), A.take(n_g * nq), A.take(n_g * no)
+                G.launch_get_rows_f32(k, d_idx, kg, n_g, nk, **row)
+                G.launch_get_rows_f32(v, d_idx, vg, n_g, nv, **row)
+                G.launch_get_rows_f32(q, d_idx, qg, n_g, nq, **row)
+            G.launch_set_rows_f16(kg, cells, self.k[il], n_g, nk, **row)
+            G.launch_set_rows_f16(vg, cells, self.v[il], n_g, nv, **row)
+            mask, n_kv = self._mask(s, idx, swa)
+            kc = self.k[il][s * size * nk:(s * size + n_kv) * nk]
+            vc = self.v[il][s * size * nv:(s * size + n_kv) * nv]
+            # the CPU's choice between llamafile's sgemm and ggml_vec_dot_f16 (emel.models.common.attention)
+            sgemm_kq = n_g >= 2 and n_kv % 4 == 0 and hp.n_embd_head_k % 16 == 0
+            sgemm_kqv = n_g >= 2 and hp.n_embd_head_v % 4 == 0 and n_kv % 16 == 0
+            scores = A.take(n_g * hp.n_head * n_kv)
+            q16 = A.take(n_g * nq)
+            G.launch_attention_f16kv(qg, kc, vc, mask, og, n_g, hp.n_head, hp.n_head_kv,
+                                     hp.n_embd_head_k, hp.n_embd_head_v, n_kv, kq_scale, softcap,
+                                     sgemm_kq, sgemm_kqv, scores, q16, q16,
+                                     threads=t.attn_threads, max_blocks=t.max_blocks)
+            if d_idx is not None:
+                G.launch_set_rows_f32(og, d_idx, out, n_g, no, **row)
+        return out

@@ -1,0 +1,765 @@
+"""CUDA twins of kernels.cpu.ops: the element-wise, row and attention ops of the decoder graph.
+
+Each kernel has the name, argument order and meaning of its CPU twin (the specification); a host
+launcher `launch_<name>(...)` next to it checks dtypes and lengths (Numba does not bounds-check),
+works out the grid from the sizes (block sizes from kernels/cuda/tuning.py) and launches. One
+thread does what one iteration of the CPU outer loop does for element-wise ops; one block does it
+for row ops (rms_norm, rope, get_rows, swiglu, add_rows) and for attention (one block per
+(token, head)). Every kernel loops grid-stride, so any launch size is correct.
+
+Numerics follow the CPU kernels, which follow ggml-cpu: the same float32 operation order,
+ggml_v_expf, the AVX-512 lane orders of the F16 dot products (dot_sgemm16 / dot_vec_f16), F16
+rounding to nearest even. Where this file differs on purpose:
+- sums the CPU keeps in double, left to right (rms_norm's sum of squares, softmax's sum of
+  exponentials) are summed per thread then by a shared-memory tree; in double, the float32
+  result is the same except where the two double sums straddle a float32 rounding boundary.
+- libm float functions (cosf, sinf, powf, logf, expf, tanhf) are evaluated in double and rounded
+  to float32 (correctly rounded in practice; glibc's float versions are within ~0.5 ulp), because
+  CUDA's float versions are only accurate to 1-2 ulp.
+- NVVM contracts a*b + c into an FMA by default; where the CPU rounds the product first, the
+  kernels use `_mul_rn`/`_add_rn` (libdevice __fmul_rn/__fadd_rn, never contracted).
+F16 values of the KV cache are held as float32 (exact), as the CPU context holds them.
+`numba.cuda` is imported only inside kernels/cuda.
+"""
+
+import math
+
+import numpy as np
+from numba import config, cuda
+
+from kernels.cuda import tuning
+from kernels.cuda.quants_base import f16_to_f32
+
+_EXP_R = np.float32(float.fromhex("0x1.8p23"))
+_EXP_LOG2E = np.float32(float.fromhex("0x1.715476p+0"))
+_EXP_LN2_HI = np.float32(float.fromhex("0x1.62e4p-1"))
+_EXP_LN2_LO = np.float32(float.fromhex("0x1.7f7d1cp-20"))
+_EXP_C5 = np.float32(float.fromhex("0x1.0e4020p-7"))
+_EXP_C4 = np.float32(float.fromhex("0x1.573e2ep-5"))
+_EXP_C3 = np.float32(float.fromhex("0x1.555e66p-3"))
+_EXP_C2 = np.float32(float.fromhex("0x1.fffdb6p-2"))
+_EXP_C1 = np.float32(float.fromhex("0x1.ffffecp-1"))
+_ROW_MAX = tuning.ROW_THREADS_MAX
+_ATTN_MAX = tuning.ATTN_THREADS_MAX
+
+
+# ---------------------------------------------------------------------------------------------
+# Float helpers (device functions)
+
+if config.ENABLE_CUDASIM:
+    # The simulator runs kernels as Python on NumPy scalars: its cuda.fma rounds twice and it has
+    # no libdevice. The float64 product of two float32 values is exact, so one rounding remains.
+    @cuda.jit(device=True)
+    def fma32(a, b, c):
+        """a*b + c in float32 with one rounding."""
+        return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
+
+    @cuda.jit(device=True)
+    def _mul_rn(a, b):
+        return np.float32(np.float32(a) * np.float32(b))
+
+    @cuda.jit(device=True)
+    def _add_rn(a, b):
+        return np.float32(np.float32(a) + np.float32(b))
+else:
+    from numba.cuda import libdevice
+
+    @cuda.jit(device=True)
+    def fma32(a, b, c):
+        """a*b + c in float32 with one rounding."""
+        return libdevice.fmaf(np.float32(a), np.float32(b), np.float32(c))
+
+    @cuda.jit(device=True)
+    def _mul_rn(a, b):
+        return libdevice.fmul_rn(np.float32(a), np.float32(b))
+
+    @cuda.jit(device=True)
+    def _add_rn(a, b):
+        return libdevice.fadd_rn(np.float32(a), np.float32(b))
+
+
+@cuda.jit(device=True)
+def _round_half_even(q):
+    """q (float64, >= 0) rounded to the nearest integer, ties to even; exact."""
+    r = math.floor(q)
+    rem = q - r
+    if rem > 0.5 or (rem == 0.5 and math.fmod(r, 2.0) == 1.0):
+        r += 1.0
+    return r
+
+
+@cuda.jit(device=True)
+def f32_to_f16_bits(x):
+    """Round a float32 to the nearest F16 (ties to even); returns the bit pattern as int32.
+
+    Arithmetic twin of kernels.cpu.ops.f32_to_f16_bits: every step is exact in float64.
+    """
+    xf = np.float64(np.float32(x))
+    sign = 0x8000 if math.copysign(1.0, xf) < 0.0 else 0
+    a = abs(xf)
+    if a != a:
+        return np.int32(sign | 0x7E00)
+    if a >= 65520.0:
+        return np.int32(sign | 0x7C00)
+    if a < 6.103515625e-05:  # below 2^-14: subnormal F16, units of 2^-24
+        return np.int32(sign | int(_round_half_even(a * 16777216.0)))
+    m, e = math.frexp(a)  # a = m * 2^e, m in [0.5, 1)
+    r = int(_round_half_even(m * 2048.0))
+    be = e + 14
+    if r == 2048:
+        r = 1024
+        be += 1
+    return np.int32(sign | (be << 10) | (r - 1024))
+
+
+@cuda.jit(device=True)
+def round_f16(x):
+    """x rounded to the nearest F16 value, as float32."""
+    return f16_to_f32(f32_to_f16_bits(x))
+
+
+@cuda.jit(device=True)
+def v_expf(x):
+    """One lane of ggml_v_expf (vec.h, AVX-512 build), as kernels.cpu.ops.v_expf."""
+    x = np.float32(x)
+    z = fma32(x, _EXP_LOG2E, _EXP_R)
+    n = np.float32(z - _EXP_R)
+    if abs(n) > np.float32(192.0) or n != n:
+        if n <= np.float32(0.0) or n != n:
+            return np.float32(0.0)
+        return np.float32(math.inf)
+    b = fma32(-n, _EXP_LN2_LO, fma32(-n, _EXP_LN2_HI, x))
+    u = np.float32(b * b)
+    j = fma32(fma32(fma32(_EXP_C5, b, _EXP_C4), u, fma32(_EXP_C3, b, _EXP_C2)), u,
+              fma32(_EXP_C1, b, np.float32(1.0)))
+    ni = int(n)
+    if ni >= -126 and ni <= 127:
+        return _mul_rn(j, np.float32(math.ldexp(1.0, ni)))
+    if ni < -126:
+        return _mul_rn(_mul_rn(j, np.float32(math.ldexp(1.0, -126))),
+                       np.float32(math.ldexp(1.0, ni + 126)))
+    return _mul_rn(_mul_rn(j, np.float32(math.ldexp(1.0, 127))), np.float32(math.ldexp(1.0, ni - 127)))
+
+
+@cuda.jit(device=True)
+def _expf(x):
+    """expf (libm) of a float32: evaluated in double, rounded to float32."""
+    return np.float32(math.exp(np.float64(np.float32(x))))
+
+
+@cuda.jit(device=True)
+def reduce16(lanes, o):
+    """_mm512_reduce_add_ps of lanes[o:o+16] in GCC's order (halves, quarters, pairs)."""
+    t0 = lanes[o + 0] + lanes[o + 8]
+    t1 = lanes[o + 1] + lanes[o + 9]
+    t2 = lanes[o + 2] + lanes[o + 10]
+    t3 = lanes[o + 3] + lanes[o + 11]
+    t4 = lanes[o + 4] + lanes[o + 12]
+    t5 = lanes[o + 5] + lanes[o + 13]
+    t6 = lanes[o + 6] + lanes[o + 14]
+    t7 = lanes[o + 7] + lanes[o + 15]
+    u0 = np.float32(t0 + t4)
+    u1 = np.float32(t1 + t5)
+    u2 = np.float32(t2 + t6)
+    u3 = np.float32(t3 + t7)
+    return np.float32(np.float32(u0 + u2) + np.float32(u1 + u3))
+
+
+@cuda.jit(device=True)
+def dot_sgemm16(a, ao, b, bo, k, lanes):
+    """llamafile tinyBLAS<16> order: one FMA chain per lane over k (k % 16 == 0), then reduce16."""
+    for i in range(16):
+        lanes[i] = np.float32(0.0)
+    for l in range(0, k, 16):
+        for i in range(16):
+            lanes[i] = fma32(a[ao + l + i], b[bo + l + i], lanes[i])
+    return reduce16(lanes, 0)
+
+
+@cuda.jit(device=True)
+def _fold64(lanes):
+    """ggml_vec_dot_f16's reduction of 64 lanes: (0+2, 1+3), (0+1), reduce16."""
+    for i in range(16):
+        lanes[i] = np.float32(lanes[i] + lanes[32 + i])
+        lanes[16 + i] = np.float32(lanes[16 + i] + lanes[48 + i])
+    for i in range(16):
+        lanes[i] = np.float32(lanes[i] + lanes[16 + i])
+    return np.float64(reduce16(lanes, 0))
+
+
+@cuda.jit(device=True)
+def dot_vec_f16(a, ao, b, bo, n, lanes):
+    """ggml_vec_dot_f16 order (AVX-512): 64 FMA lanes over blocks of 64, tail in double."""
+    np64 = n & ~63
+    for i in range(64):
+        lanes[i] = np.float32(0.0)
+    for i in range(0, np64, 64):
+        for j in range(64):
+            lanes[j] = fma32(a[ao + i + j], b[bo + i + j], lanes[j])
+    s = _fold64(lanes)
+    for i in range(np64, n):
+        s += np.float64(_mul_rn(a[ao + i], b[bo + i]))
+    return np.float32(s)
+
+
+@cuda.jit(device=True)
+def _dot_vec_f16_strided(v, vo, stride, p, po, n, lanes):
+    """dot_vec_f16 of v[vo + j*stride] (j < n) with p[po + j], skipping p == 0 terms (exact)."""
+    np64 = n & ~63
+    for i in range(64):
+        lanes[i] = np.float32(0.0)
+    for j in range(np64):
+        pj = p[po + j]
+        if pj != 0.0:
+            lanes[j & 63] = fma32(v[vo + j * stride], pj, lanes[j & 63])
+    s = _fold64(lanes)
+    for j in range(np64, n):
+        s += np.float64(_mul_rn(v[vo + j * stride], p[po + j]))
+    return np.float32(s)
+
+
+@cuda.jit(device=True)
+def _tree_sum_f64(partial, tid, nthreads):
+    """partial[0] = sum of partial[:nthreads] (a power of two): pairs at distance n/2, n/4 .. 1."""
+    s = nthreads // 2
+    while s > 0:
+        if tid < s:
+            partial[tid] += partial[tid + s]
+        cuda.syncthreads()
+        s //= 2
+
+
+@cuda.jit(device=True)
+def _tree_max_f32(partial, tid, nthreads):
+    """partial[0] = max of partial[:nthreads] (a power of two), same pairing as _tree_sum_f64."""
+    s = nthreads // 2
+    while s > 0:
+        if tid < s and partial[tid + s] > partial[tid]:
+            partial[tid] = partial[tid + s]
+        cuda.syncthreads()
+        s //= 2
+
+
+# ---------------------------------------------------------------------------------------------
+# F16 conversion
+
+
+@cuda.jit
+def f32_to_f16_array(x, out, n):
+    """out[i] = f16 bits of x[i]; x: float32[n], out: uint16[n]. One thread per element."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        out[i] = f32_to_f16_bits(x[i])
+
+
+# ---------------------------------------------------------------------------------------------
+# Norms and element-wise ops
+
+
+@cuda.jit
+def rms_norm_f32(x, w, out, n_rows, n_cols, eps, has_w):
+    """out[r] = x[r] * 1/sqrtf(mean(x[r]^2) + eps) (* w); one block per row.
+
+    The sum of squares is in double: each thread sums its columns (c = tid, tid + blockDim, ...)
+    left to right, then _tree_sum_f64 adds the thread sums (the CPU adds left to right).
+    """
+    partial = cuda.shared.array(_ROW_MAX, np.float64)
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    for r in range(cuda.blockIdx.x, n_rows, cuda.gridDim.x):
+        base = r * n_cols
+        s = 0.0
+        for c in range(tid, n_cols, nt):
+            v = x[base + c]
+            s += np.float64(_mul_rn(v, v))
+        partial[tid] = s
+        cuda.syncthreads()
+        _tree_sum_f64(partial, tid, nt)
+        mean = np.float32(partial[0] / n_cols)
+        scale = np.float32(1.0) / np.float32(math.sqrt(np.float32(mean + eps)))
+        for c in range(tid, n_cols, nt):
+            if has_w:
+                out[base + c] = _mul_rn(_mul_rn(x[base + c], scale), w[c])
+            else:
+                out[base + c] = _mul_rn(x[base + c], scale)
+        cuda.syncthreads()
+
+
+@cuda.jit
+def add_f32(a, b, out, n):
+    """out = a + b; float32[n]."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        out[i] = a[i] + b[i]
+
+
+@cuda.jit
+def add_rows_f32(x, b, out, n_rows, n_cols):
+    """out[r] = x[r] + b (a bias broadcast over rows); one block per row."""
+    for r in range(cuda.blockIdx.x, n_rows, cuda.gridDim.x):
+        base = r * n_cols
+        for c in range(cuda.threadIdx.x, n_cols, cuda.blockDim.x):
+            out[base + c] = x[base + c] + b[c]
+
+
+@cuda.jit
+def mul_f32(a, b, out, n):
+    """out = a * b; float32[n]."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        out[i] = a[i] * b[i]
+
+
+@cuda.jit
+def scale_f32(x, s, out, n):
+    """out = x * s; float32[n], s float32."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        out[i] = x[i] * s
+
+
+@cuda.jit(device=True)
+def _silu_at(v, i, n16):
+    """silu as the CPU computes element i: ggml_v_silu below n16, ggml_silu_f32 (expf) after."""
+    e = v_expf(-v) if i < n16 else _expf(-v)
+    return np.float32(v / (np.float32(1.0) + e))
+
+
+@cuda.jit
+def silu_f32(x, out, n):
+    """out = x / (1 + exp(-x)); ggml_v_silu on blocks of 16, expf on the tail."""
+    n16 = n & ~15
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        out[i] = _silu_at(x[i], i, n16)
+
+
+@cuda.jit
+def swiglu_f32(x, g, out, n_rows, n_cols, x_stride, g_stride):
+    """out[r] = silu(x[r]) * g[r]; rows of x and g start at r*x_stride and r*g_stride.
+    One block per row."""
+    n16 = n_cols & ~15
+    for r in range(cuda.blockIdx.x, n_rows, cuda.gridDim.x):
+        xb = r * x_stride
+        gb = r * g_stride
+        ob = r * n_cols
+        for c in range(cuda.threadIdx.x, n_cols, cuda.blockDim.x):
+            out[ob + c] = _mul_rn(_silu_at(x[xb + c], c, n16), g[gb + c])
+
+
+@cuda.jit
+def gelu_f32(x, out, n, gelu_table):
+    """out = gelu_tanh(x) through ggml's F16 table; gelu_table: float32[65536]."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        v = x[i]
+        if v <= np.float32(-10.0):
+            out[i] = np.float32(0.0)
+        elif v >= np.float32(10.0):
+            out[i] = v
+        else:
+            out[i] = gelu_table[f32_to_f16_bits(v)]
+
+
+@cuda.jit
+def geglu_f32(x, g, out, n, gelu_table):
+    """out = gelu_tanh(x) * g through ggml's F16 table (ggml_vec_geglu_f32)."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        v = x[i]
+        if v <= np.float32(-10.0):
+            out[i] = np.float32(0.0)
+        elif v >= np.float32(10.0):
+            out[i] = v * g[i]
+        else:
+            out[i] = gelu_table[f32_to_f16_bits(v)] * g[i]
+
+
+@cuda.jit
+def tanh_softcap_f32(x, out, n, cap):
+    """out = tanh(x / cap) * cap (ggml_scale, ggml_tanh, ggml_scale)."""
+    inv = np.float32(1.0) / cap
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        t = np.float32(math.tanh(np.float64(_mul_rn(x[i], inv))))
+        out[i] = _mul_rn(t, cap)
+
+
+@cuda.jit
+def get_rows_f32(table, ids, out, n_ids, n_cols):
+    """out[i] = table[ids[i]]; one block per id (ids checked by the launcher)."""
+    for i in range(cuda.blockIdx.x, n_ids, cuda.gridDim.x):
+        src = ids[i] * n_cols
+        dst = i * n_cols
+        for c in range(cuda.threadIdx.x, n_cols, cuda.blockDim.x):
+            out[dst + c] = table[src + c]
+
+
+@cuda.jit
+def get_rows_f16(table, ids, out, n_ids, n_cols, f16tab):
+    """out[i] = f32(table[ids[i]]); table: uint16 F16 bits; one block per id."""
+    for i in range(cuda.blockIdx.x, n_ids, cuda.gridDim.x):
+        src = ids[i] * n_cols
+        dst = i * n_cols
+        for c in range(cuda.threadIdx.x, n_cols, cuda.blockDim.x):
+            out[dst + c] = f16tab[table[src + c]]
+
+
+@cuda.jit
+def set_rows_f16(x, ids, dst, n_ids, n_cols):
+    """dst[ids[i]] = x[i] rounded to F16 (held as float32): the KV-cache store (ggml_set_rows into
+    an F16 cache; the CPU context rounds with astype(float16)). One block per row."""
+    for i in range(cuda.blockIdx.x, n_ids, cuda.gridDim.x):
+        src = i * n_cols
+        d = ids[i] * n_cols
+        for c in range(cuda.threadIdx.x, n_cols, cuda.blockDim.x):
+            dst[d + c] = round_f16(x[src + c])
+
+
+@cuda.jit
+def set_rows_f32(x, ids, dst, n_ids, n_cols):
+    """dst[ids[i]] = x[i] (a row scatter, the inverse of get_rows_f32). One block per row."""
+    for i in range(cuda.blockIdx.x, n_ids, cuda.gridDim.x):
+        src = i * n_cols
+        d = ids[i] * n_cols
+        for c in range(cuda.threadIdx.x, n_cols, cuda.blockDim.x):
+            dst[d + c] = x[src + c]
+
+
+# ---------------------------------------------------------------------------------------------
+# RoPE
+
+
+@cuda.jit
+def rope_f32(x, pos, n_tokens, n_head, head_dim, n_dims, neox, freq_base, freq_scale,
+             ext_factor, attn_factor, corr0, corr1, freq_factors, has_ff, cache):
+    """Rotate x in place, one block per token; cache: float32[n_tokens * head_dim] scratch (the
+    CPU's cache row, one per token). Thread 0 fills the token's cos/sin row (theta is a running
+    float32 product, so the order matters), then the threads rotate the (head, pair) values."""
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    expo = np.float32(np.float32(-2.0) / np.float32(n_dims))
+    theta_scale = np.float32(math.pow(np.float64(freq_base), np.float64(expo)))
+    half = n_dims // 2
+    for t in range(cuda.blockIdx.x, n_tokens, cuda.gridDim.x):
+        cb = t * head_dim
+        if tid == 0:
+            theta = np.float32(pos[t])
+            for i0 in range(0, head_dim, 2):
+                ff = np.float32(1.0)
+                if has_ff:
+                    ff = freq_factors[i0 // 2]
+                theta_extrap = np.float32(theta / ff)
+                theta_interp = _mul_rn(freq_scale, theta_extrap)
+                th = theta_interp
+                mscale = np.float32(attn_factor)
+                if ext_factor != 0.0:
+                    den = np.float32(corr1 - corr0)
+                    if den < np.float32(0.001):  # max(0.001, corr1 - corr0)
+                        den = np.float32(0.001)
+                    y = np.float32(np.float32(np.float32(i0 // 2) - corr0) / den)
+                    if y < np.float32(0.0):  # min(1, max(0, y)); max/min fail to type in CUDA
+                        y = np.float32(0.0)
+                    if y > np.float32(1.0):
+                        y = np.float32(1.0)
+                    ramp = np.float32(np.float32(1.0) - y)
+                    ramp_mix = _mul_rn(ramp, ext_factor)
+                    th = _add_rn(_mul_rn(theta_interp, np.float32(np.float32(1.0) - ramp_mix)),
+                                 _mul_rn(theta_extrap, ramp_mix))
+                    lg = np.float32(math.log(np.float64(np.float32(np.float32(1.0) / freq_scale))))
+                    mscale = _mul_rn(mscale, _add_rn(np.float32(1.0), _mul_rn(np.float32(0.1), lg)))
+                cache[cb + i0] = _mul_rn(np.float32(math.cos(np.float64(th))), mscale)
+                cache[cb + i0 + 1] = _mul_rn(np.float32(math.sin(np.float64(th))), mscale)
+                theta = _mul_rn(theta, theta_scale)
+        cuda.syncthreads()
+        for k in range(tid, n_head * half, nt):
+            h = k // half
+            ic = k - h * half
+            i0 = 2 * ic
+            base = (t * n_head + h) * head_dim
+            c = cache[cb + i0]
+            s = cache[cb + i0 + 1]
+            if neox:
+                a = base + ic
+                b = base + ic + half
+            else:
+                a = base + i0
+                b = base + i0 + 1
+            x0 = x[a]
+            x1 = x[b]
+            x[a] = fma32(x0, c, -_mul_rn(x1, s))
+            x[b] = fma32(x0, s, _mul_rn(x1, c))
+        cuda.syncthreads()
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention over an F16 KV cache
+
+
+@cuda.jit
+def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k,
+                    head_dim_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, scores, q16, lanes):
+    """Masked GQA attention (llama.cpp's non-flash path), one block per (token, head).
+
+    Arrays as kernels.cpu.ops.attention_f16kv, except the scratch, which holds one row per
+    (token, head) item: scores float32[n_tokens*n_head*n_kv], q16
+    float32[n_tokens*n_head*head_dim_k]; `lanes` is unused (each thread keeps its lanes in
+    local memory) and may be any float32 array. Threads split the cells for kq, soft-capping,
+    scale, mask, max and exp, then the output values for kqv; each score and each output is
+    summed in the CPU's lane order. The max is a shared-memory tree (exact); the sum of the
+    exponentials is per thread (its groups of 16 in order) then a double shared-memory tree
+    (pairs at distance blockDim/2 .. 1), where the CPU adds the groups left to right in double.
+    """
+    smax = cuda.shared.array(_ATTN_MAX, np.float32)
+    ssum = cuda.shared.array(_ATTN_MAX, np.float64)
+    loc = cuda.local.array(64, np.float32)
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n_gqa = n_head // n_head_kv
+    row_k = n_head_kv * head_dim_k
+    row_v = n_head_kv * head_dim_v
+    n16 = n_kv & ~15
+    inv_cap = np.float32(0.0)
+    if softcap != 0.0:
+        inv_cap = np.float32(np.float32(1.0) / softcap)
+    for item in range(cuda.blockIdx.x, n_tokens * n_head, cuda.gridDim.x):
+        t = item // n_head
+        h = item - t * n_head
+        hk = h // n_gqa
+        qb = item * head_dim_k
+        sb = item * n_kv
+        mrow = t * n_kv
+        for d in range(tid, head_dim_k, nt):
+            q16[qb + d] = round_f16(q[qb + d])
+        cuda.syncthreads()
+        mx = np.float32(-math.inf)
+        for j in range(tid, n_kv, nt):
+            m = mask[mrow + j]
+            if m == -math.inf:
+                scores[sb + j] = m
+                continue
+            kb = j * row_k + hk * head_dim_k
+            if sgemm_kq:
+                v = dot_sgemm16(q16, qb, k_cache, kb, head_dim_k, loc)
+            else:
+                v = dot_vec_f16(k_cache, kb, q16, qb, head_dim_k, loc)
+            if softcap != 0.0:
+                v = _mul_rn(np.float32(math.tanh(np.float64(_mul_rn(v, inv_cap)))), softcap)
+            v = _add_rn(_mul_rn(v, kq_scale), m)
+            scores[sb + j] = v
+            if v > mx:
+                mx = v
+        smax[tid] = mx
+        cuda.syncthreads()
+        _tree_max_f32(smax, tid, nt)
+        mx = smax[0]
+        total = 0.0
+        for j0 in range(16 * tid, n16, 16 * nt):
+            for i in range(16):
+                e = v_expf(np.float32(scores[sb + j0 + i] - mx))
+                scores[sb + j0 + i] = e
+                loc[i] = e
+            total += np.float64(reduce16(loc, 0))
+        for j in range(n16 + tid, n_kv, nt):
+            e = _expf(np.float32(scores[sb + j] - mx))
+            scores[sb + j] = e
+            total += np.float64(e)
+        ssum[tid] = total
+        cuda.syncthreads()
+        _tree_sum_f64(ssum, tid, nt)
+        inv = np.float32(1.0 / ssum[0])
+        for j in range(tid, n_kv, nt):
+            scores[sb + j] = round_f16(_mul_rn(scores[sb + j], inv))
+        cuda.syncthreads()
+        ob = item * head_dim_v
+        for d in range(tid, head_dim_v, nt):
+            vb = hk * head_dim_v + d
+            if sgemm_kqv:
+                for i in range(16):
+                    loc[i] = np.float32(0.0)
+                for j in range(n_kv):
+                    p = scores[sb + j]
+                    if p != 0.0:
+                        loc[j & 15] = fma32(v_cache[j * row_v + vb], p, loc[j & 15])
+                out[ob + d] = reduce16(loc, 0)
+            else:
+                out[ob + d] = _dot_vec_f16_strided(v_cache, vb, row_v, scores, sb, n_kv, loc)
+        cuda.syncthreads()
+
+
+# ---------------------------------------------------------------------------------------------
+# Host launchers: check, size the grid, launch. Arrays may be NumPy (copied by Numba) or device
+# arrays; every array is 1-D and at least as long as the sizes need.
+
+
+def _check(name: str, a, dtype, n: int) -> None:
+    if a.dtype != np.dtype(dtype):
+        raise TypeError(f"{name}: expected {np.dtype(dtype)}, got {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {a.shape}")
+    if a.size < n:
+        raise ValueError(f"{name}: needs {n} values, has {a.size}")
+
+
+def _pow2(name: str, threads: int, limit: int) -> int:
+    threads = int(threads)
+    if threads < 1 or threads > limit or threads & (threads - 1):
+        raise ValueError(f"{name}: threads_per_block must be a power of two <= {limit}, got {threads}")
+    return threads
+
+
+def _blocks(n_items: int, per_block: int, max_blocks: int) -> int:
+    return max(1, min(int(max_blocks), -(-int(n_items) // per_block)))
+
+
+def _ids(name: str, ids, n_ids: int, n_rows: int) -> None:
+    _check(name, ids, np.int32, n_ids)
+    if isinstance(ids, np.ndarray) and n_ids and (ids[:n_ids].min() < 0 or ids[:n_ids].max() >= n_rows):
+        raise ValueError(f"{name}: row ids must be in [0, {n_rows})")
+
+
+def launch_f32_to_f16_array(x, out, n, threads=tuning.ELEMENTWISE_THREADS, max_blocks=tuning.MAX_BLOCKS):
+    _check("x", x, np.float32, n)
+    _check("out", out, np.uint16, n)
+    f32_to_f16_array[_blocks(n, threads, max_blocks), threads](x, out, n)
+
+
+def launch_rms_norm_f32(x, w, out, n_rows, n_cols, eps, has_w, threads=tuning.ROW_THREADS,
+                        max_blocks=tuning.MAX_BLOCKS):
+    threads = _pow2("rms_norm_f32", threads, _ROW_MAX)
+    _check("x", x, np.float32, n_rows * n_cols)
+    _check("out", out, np.float32, n_rows * n_cols)
+    _check("w", w, np.float32, n_cols if has_w else 0)
+    rms_norm_f32[_blocks(n_rows, 1, max_blocks), threads](x, w, out, n_rows, n_cols,
+                                                          np.float32(eps), bool(has_w))
+
+
+def launch_add_f32(a, b, out, n, threads=tuning.ELEMENTWISE_THREADS, max_blocks=tuning.MAX_BLOCKS):
+    for name, arr in (("a", a), ("b", b), ("out", out)):
+        _check(name, arr, np.float32, n)
+    add_f32[_blocks(n, threads, max_blocks), threads](a, b, out, n)
+
+
+def launch_add_rows_f32(x, b, out, n_rows, n_cols, threads=tuning.ROW_THREADS,
+                        max_blocks=tuning.MAX_BLOCKS):
+    _check("x", x, np.float32, n_rows * n_cols)
+    _check("out", out, np.float32, n_rows * n_cols)
+    _check("b", b, np.float32, n_cols)
+    add_rows_f32[_blocks(n_rows, 1, max_blocks), threads](x, b, out, n_rows, n_cols)
+
+
+def launch_mul_f32(a, b, out, n, threads=tuning.ELEMENTWISE_THREADS, max_blocks=tuning.MAX_BLOCKS):
+    for name, arr in (("a", a), ("b", b), ("out", out)):
+        _check(name, arr, np.float32, n)
+    mul_f32[_blocks(n, threads, max_blocks), threads](a, b, out, n)
+
+
+def launch_scale_f32(x, s, out, n, threads=tuning.ELEMENTWISE_THREADS, max_blocks=tuning.MAX_BLOCKS):
+    _check("x", x, np.float32, n)
+    _check("out", out, np.float32, n)
+    scale_f32[_blocks(n, threads, max_blocks), threads](x, np.float32(s), out, n)
+
+
+def launch_silu_f32(x, out, n, threads=tuning.ELEMENTWISE_THREADS, max_blocks=tuning.MAX_BLOCKS):
+    _check("x", x, np.float32, n)
+    _check("out", out, np.float32, n)
+    silu_f32[_blocks(n, threads, max_blocks), threads](x, out, n)
+
+
+def launch_swiglu_f32(x, g, out, n_rows, n_cols, x_stride, g_stride, threads=tuning.ROW_THREADS,
+                      max_blocks=tuning.MAX_BLOCKS):
+    if n_rows and (x_stride < n_cols or g_stride < n_cols):
+        raise ValueError("swiglu_f32: row strides must be >= n_cols")
+    last = (n_rows - 1) if n_rows else 0
+    _check("x", x, np.float32, last * x_stride + n_cols if n_rows else 0)
+    _check("g", g, np.float32, last * g_stride + n_cols if n_rows else 0)
+    _check("out", out, np.float32, n_rows * n_cols)
+    swiglu_f32[_blocks(n_rows, 1, max_blocks), threads](x, g, out, n_rows, n_cols, x_stride, g_stride)
+
+
+def launch_gelu_f32(x, out, n, gelu_table, threads=tuning.ELEMENTWISE_THREADS,
+                    max_blocks=tuning.MAX_BLOCKS):
+    _check("x", x, np.float32, n)
+    _check("out", out, np.float32, n)
+    _check("gelu_table", gelu_table, np.float32, 65536)
+    gelu_f32[_blocks(n, threads, max_blocks), threads](x, out, n, gelu_table)
+
+
+def launch_geglu_f32(x, g, out, n, gelu_table, threads=tuning.ELEMENTWISE_THREADS,
+                     max_blocks=tuning.MAX_BLOCKS):
+    for name, arr in (("x", x), ("g", g), ("out", out)):
+        _check(name, arr, np.float32, n)
+    _check("gelu_table", gelu_table, np.float32, 65536)
+    geglu_f32[_blocks(n, threads, max_blocks), threads](x, g, out, n, gelu_table)
+
+
+def launch_tanh_softcap_f32(x, out, n, cap, threads=tuning.ELEMENTWISE_THREADS,
+                            max_blocks=tuning.MAX_BLOCKS):
+    _check("x", x, np.float32, n)
+    _check("out", out, np.float32, n)
+    if cap == 0:
+        raise ValueError("tanh_softcap_f32: cap must be non-zero")
+    tanh_softcap_f32[_blocks(n, threads, max_blocks), threads](x, out, n, np.float32(cap))
+
+
+def launch_get_rows_f32(table, ids, out, n_ids, n_cols, threads=tuning.ROW_THREADS,
+                        max_blocks=tuning.MAX_BLOCKS):
+    _check("table", table, np.float32, n_cols)
+    _ids("ids", ids, n_ids, table.size // max(n_cols, 1))
+    _check("out", out, np.float32, n_ids * n_cols)
+    get_rows_f32[_blocks(n_ids, 1, max_blocks), threads](table, ids, out, n_ids, n_cols)
+
+
+def launch_get_rows_f16(table, ids, out, n_ids, n_cols, f16tab, threads=tuning.ROW_THREADS,
+                        max_blocks=tuning.MAX_BLOCKS):
+    _check("table", table, np.uint16, n_cols)
+    _ids("ids", ids, n_ids, table.size // max(n_cols, 1))
+    _check("out", out, np.float32, n_ids * n_cols)
+    _check("f16tab", f16tab, np.float32, 65536)
+    get_rows_f16[_blocks(n_ids, 1, max_blocks), threads](table, ids, out, n_ids, n_cols, f16tab)
+
+
+def launch_set_rows_f16(x, ids, dst, n_ids, n_cols, threads=tuning.ROW_THREADS,
+                        max_blocks=tuning.MAX_BLOCKS):
+    _check("x", x, np.float32, n_ids * n_cols)
+    _check("dst", dst, np.float32, n_cols)
+    _ids("ids", ids, n_ids, dst.size // max(n_cols, 1))
+    set_rows_f16[_blocks(n_ids, 1, max_blocks), threads](x, ids, dst, n_ids, n_cols)
+
+
+def launch_set_rows_f32(x, ids, dst, n_ids, n_cols, threads=tuning.ROW_THREADS,
+                        max_blocks=tuning.MAX_BLOCKS):
+    _check("x", x, np.float32, n_ids * n_cols)
+    _check("dst", dst, np.float32, n_cols)
+    _ids("ids", ids, n_ids, dst.size // max(n_cols, 1))
+    set_rows_f32[_blocks(n_ids, 1, max_blocks), threads](x, ids, dst, n_ids, n_cols)
+
+
+def launch_rope_f32(x, pos, n_tokens, n_head, head_dim, n_dims, neox, freq_base, freq_scale,
+                    ext_factor, attn_factor, corr0, corr1, freq_factors, has_ff, cache,
+                    threads=tuning.ROW_THREADS, max_blocks=tuning.MAX_BLOCKS):
+    if n_dims % 2 or n_dims > head_dim or head_dim % 2:
+        raise ValueError(f"rope_f32: n_dims={n_dims} must be even and <= head_dim={head_dim} (even)")
+    _check("x", x, np.float32, n_tokens * n_head * head_dim)
+    _check("pos", pos, np.int32, n_tokens)
+    _check("freq_factors", freq_factors, np.float32, head_dim // 2 if has_ff else 0)
+    _check("cache", cache, np.float32, n_tokens * head_dim)
+    f32 = np.float32
+    rope_f32[_blocks(n_tokens, 1, max_blocks), threads](
+        x, pos, n_tokens, n_head, head_dim, n_dims, bool(neox), f32(freq_base), f32(freq_scale),
+        f32(ext_factor), f32(attn_factor), f32(corr0), f32(corr1), freq_factors, bool(has_ff), cache)
+
+
+def launch_attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
+                           head_dim_k, head_dim_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv,
+                           scores, q16, lanes, threads=tuning.ATTN_THREADS,
+                           max_blocks=tuning.MAX_BLOCKS):
+    threads = _pow2("attention_f16kv", threads, _ATTN_MAX)
+    if n_head_kv <= 0 or n_head % n_head_kv:
+        raise ValueError(f"attention_f16kv: n_head={n_head} is not a multiple of n_head_kv={n_head_kv}")
+    if sgemm_kq and head_dim_k % 16:
+        raise ValueError("attention_f16kv: the sgemm kq order needs head_dim_k % 16 == 0")
+    _check("q", q, np.float32, n_tokens * n_head * head_dim_k)
+    _check("k_cache", k_cache, np.float32, n_kv * n_head_kv * head_dim_k)
+    _check("v_cache", v_cache, np.float32, n_kv * n_head_kv * head_dim_v)
+    _check("mask", mask, np.float32, n_tokens * n_kv)
+    _check("out", out, np.float32, n_tokens * n_head * head_dim_v)
+    _check("scores", scores, np.float32, n_tokens * n_head * n_kv)
+    _check("q16", q16, np.float32, n_tokens * n_head * head_dim_k)
+    _check("lanes", lanes, np.float32, 1)
+    attention_f16kv[_blocks(n_tokens * n_head, 1, max_blocks), threads](
+        q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k, head_dim_v, n_kv,
+        np.float32(kq_scale), np.float32(softcap), bool(sgemm_kq), bool(sgemm_kqv), scores, q16,
+        lanes)
