@@ -126,3 +126,13 @@ def test_logits_are_the_context_logits(model):
     all_logits = model.logits(toks)
     assert all_logits.shape == (len(toks), model.n_vocab)
     assert int(np.argmax(all_logits[-1])) == 7042  # " Paris", llama.cpp's greedy first token
+
+
+@pytest.mark.slow
+def test_embed_equals_llama_cpps_mean_pooled_embedding(model, gen_fixture):
+    rec = gen_fixture["models"]["smollm2-135m"]["embed"]
+    got = model.embed(rec["text"])
+    want = np.array(rec["vector"], np.float32)
+    assert got.shape == want.shape
+    # bit-equal today; the tolerance only leaves room for decoder kernels that reorder sums
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * float(np.abs(want).max()))

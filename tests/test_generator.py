@@ -188,3 +188,17 @@ def test_seeded_default_chain_equals_llama_cpp(smollm2, gen_fixture):
         matched += sum(a == b for a, b in zip(toks, want))
         total += len(want)
     assert matched == total
+
+
+@pytest.mark.slow
+def test_two_prompts_in_parallel_give_llama_cpps_greedy_tokens(smollm2_path, gen_fixture):
+    import emel.api
+    m = emel.api.load(smollm2_path, n_ctx=128, n_batch=128, n_parallel=2)
+    recs = gen_fixture["models"]["smollm2-135m"]["greedy"][:2]
+    gen = Generator(m.ctx, m.tokenizer)
+    chains = [m.sampler(temperature=0.0, seed=1) for _ in recs]
+    got = {0: [], 1: []}
+    for e in gen.generate_many([r["prompt_tokens"] for r in recs], chains,
+                               GenerationParams(max_tokens=8)):
+        got[e.index].append(e.token)
+    assert got == {i: r["tokens"][:8] for i, r in enumerate(recs)}

@@ -66,7 +66,7 @@ def load_vocab(model: str):
 
 
 def main(argv: list[str]) -> int:
-    from emel.grammar.json_schema import JSON_GRAMMAR
+    from emel.grammar import JSON_GRAMMAR
     from emel.grammar.sampler import GrammarSampler, GrammarVocab
     from emel.sampling.token_data import TokenDataArray
 

@@ -87,13 +87,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[TestResult] = []
     latencies: list[dict] = []
     extras: dict[str, dict] = {}
+    from ..errors import EmelError
     for name in args.model:
-        res, lat, extra = bench_model(name, args, log)
+        try:
+            res, lat, extra = bench_model(name, args, log)
+        except EmelError as e:
+            log(f"{name}: {type(e).__name__}: {e}")
+            return 1
         results += res
         extras[name] = extra
         if lat:
             latencies.append(lat)
     machine["loadavg_end"] = _loadavg()
+    busy = max(machine["loadavg_start"][0], machine["loadavg_end"][0])
+    if busy > machine["nproc"]:
+        log(f"WARNING: load average {busy} on {machine['nproc']} cores: other processes share "
+            "the cores, absolute tok/s are low and noisy; compare the side-by-side ratios")
     if args.json:
         for line in json_lines(results, latencies, machine, extras):
             print(json.dumps(line), flush=True)
@@ -184,6 +193,7 @@ def bench_model(name: str, args: argparse.Namespace, log: Callable[[str], None])
     extra["threading_layer"] = emel_runner.threading_layer()
     extra["numba_threads"] = emel_runner.numba_threads()
     extra["kv_bytes_f16"] = emel_runner.kv_bytes_f16
+    extra["kv_bytes_per_cell"] = emel_runner.kv_bytes_per_cell
     extra["emel_kv_bytes"] = emel_runner.kv_bytes_actual
     del emel_runner, runners
     latency = None
@@ -239,7 +249,8 @@ class EmelRunner:
         self.n_ctx = int(self.ctx.n_ctx)
         hp = self.ctx.hp
         # llama.cpp's default cache: F16 K and V for every layer and cell
-        self.kv_bytes_f16 = int(hp.n_layer * self.n_ctx * (hp.n_embd_k_gqa + hp.n_embd_v_gqa) * 2)
+        self.kv_bytes_per_cell = int(hp.n_layer * (hp.n_embd_k_gqa + hp.n_embd_v_gqa) * 2)
+        self.kv_bytes_f16 = self.kv_bytes_per_cell * self.n_ctx
         self.kv_bytes_actual = int(self.model.telemetry.data.kv_bytes)
 
     def pp(self, tokens: np.ndarray, n_batch: int) -> float:
@@ -453,6 +464,7 @@ def measure_latency(path: Path, label: str, n_ctx: int, threads: int, device: st
                     extra: dict, llama_python: str | None = None) -> dict:
     """Cold (empty NUMBA_CACHE_DIR) and warm (normal cache, after two runs) first-token latency
     of a new emel process, its peak RSS, and llama.cpp's in a new process when given its python."""
+    n_ctx = max(n_ctx, 2 * N_LATENCY_PROMPT)
     cfg = {"model": str(path), "n_ctx": n_ctx, "threads": threads, "device": device,
            "text": _LATENCY_TEXT, "n_prompt": N_LATENCY_PROMPT}
     with tempfile.TemporaryDirectory(prefix="emel-numba-cold-") as cache:
@@ -461,14 +473,15 @@ def measure_latency(path: Path, label: str, n_ctx: int, threads: int, device: st
     for _ in range(2):  # fill the normal cache, then measure
         _spawn([sys.executable, "-c", _EMEL_FIRST_TOKEN_SRC, json.dumps(cfg)], {})
     warm = _spawn([sys.executable, "-c", _EMEL_FIRST_TOKEN_SRC, json.dumps(cfg)], {})
-    budget = extra["file_bytes"] + extra["kv_bytes_f16"] + RSS_SLACK_BYTES
+    kv_bytes = extra["kv_bytes_per_cell"] * (-(-n_ctx // 256) * 256)  # n_ctx padded as llama.cpp
+    budget = extra["file_bytes"] + kv_bytes + RSS_SLACK_BYTES
     out = {"model": label, "test": f"first_token_p{cfg['n_prompt']}", "threads": threads,
            "cold_s": cold["first_s"], "warm_s": warm["first_s"],
            "cold_second_token_s": cold["second_s"], "warm_second_token_s": warm["second_s"],
            "warm_import_s": warm["import_s"], "warm_load_s": warm["load_s"],
            "cold_peak_rss_bytes": cold["rss_bytes"], "peak_rss_bytes": warm["rss_bytes"],
            "rss_budget_bytes": budget, "rss_within_budget": warm["rss_bytes"] <= budget,
-           "file_bytes": extra["file_bytes"], "kv_bytes_f16": extra["kv_bytes_f16"],
+           "file_bytes": extra["file_bytes"], "kv_bytes_f16": kv_bytes, "n_ctx": n_ctx,
            "tokens_agree_cold_warm": cold["tokens"] == warm["tokens"]}
     if llama_python is not None:
         lc = dict(cfg, n_batch=2048, n_ubatch=512, n_gpu_layers=999 if device == "cuda" else 0,
@@ -558,6 +571,10 @@ def json_lines(results, latencies, machine, extras) -> list[dict]:
              "n_ctx": ex.get("n_ctx"), "commit": machine["commit"], "date": machine["date"],
              "nproc": machine["nproc"], "cpu": machine["cpu"],
              "loadavg_start": machine["loadavg_start"], "loadavg_end": machine["loadavg_end"]}
+        if "llama_cpp" in ex:
+            d.update(llama_cpp_version=ex["llama_cpp"]["version"],
+                     llama_cpp_flash_attn_type=ex["llama_cpp"]["flash_attn_type"],
+                     llama_cpp_system_info=ex["llama_cpp"]["system_info"])
         if ref is not None:
             rmed, rlo, rhi = ref.tok_s()
             d.update(llama_cpp_tok_s=rmed, llama_cpp_tok_s_min=rlo, llama_cpp_tok_s_max=rhi,
@@ -599,7 +616,8 @@ def _latency_line(lat: dict) -> str:
          f"(empty Numba cache), warm {lat['warm_s']:.2f} s (import {lat['warm_import_s']:.2f} s, "
          f"load {lat['warm_load_s']:.2f} s)")
     if "llama_cpp_s" in lat:
-        s += f", llama.cpp {lat['llama_cpp_s']:.2f} s"
+        s += (f", llama.cpp {lat['llama_cpp_s']:.2f} s (same first token: "
+              f"{'yes' if lat['first_token_agrees_with_llama_cpp'] else 'NO'})")
     s += (f"; peak RSS {lat['peak_rss_bytes'] / mib:.0f} MiB (cold {lat['cold_peak_rss_bytes'] / mib:.0f}"
           f" MiB) vs budget {lat['rss_budget_bytes'] / mib:.0f} MiB = file "
           f"{lat['file_bytes'] / mib:.0f} + F16 KV {lat['kv_bytes_f16'] / mib:.0f} + 200: "

@@ -4,8 +4,8 @@ Follows llama.cpp src/llama-grammar.cpp, src/llama-sampler.cpp (grammar sampler)
 common/json-schema-to-grammar.cpp. The sampler names load lazily (they pull in Numba).
 """
 
-from emel.grammar.json_schema import (JSON_GRAMMAR, json_schema_to_grammar,
-                                      response_format_grammar)
+from emel.grammar.json_schema_to_grammar import (JSON_GRAMMAR, json_schema_to_grammar,
+                                                response_format_grammar)
 from emel.grammar.matcher import Grammar, GrammarState, decode_utf8
 from emel.grammar.parser import GreType, ParsedGrammar, format_rules, parse
 

@@ -16,6 +16,7 @@ from . import pretokenize as pt
 from . import strtab
 from .unicode import byte_encode_tables, cpt_flags, cpts_from_bytes, encode_utf8, tolower_table
 from .unicode import utf8_len
+from .vocab import DNA_KMER_MARKER
 
 _DEFAULT = ["[\\p{P}\\$\\+<=>\\^~\\|]+", pt.GPT2, "\\p{N}+", "[0-9][0-9][0-9]"]
 _SAME_AS_LLAMA3 = [pt.LLAMA3]
@@ -130,14 +131,13 @@ _RAW_UTF8 = ("gemma4", "sarvam_moe", "whitespace")  # byte_encode = false
 class BpeTokenizer:
     """Tokenizes raw fragments for a BPE vocabulary (llm_tokenizer_bpe + its session)."""
 
-    def __init__(self, vocab, table: strtab.StrTab):
+    def __init__(self, vocab):
         self.vocab = vocab
         self.regex_exprs = REGEXES.get(vocab.pre_type)
         if self.regex_exprs is None:
             raise UnsupportedError(f"no pre-tokenizer regexes for {vocab.pre_type!r}")
         self.byte_encode = vocab.pre_type not in _RAW_UTF8
         self.n_tokens = vocab.n_tokens
-        self._table = table
         self._merges = None
         single = np.full(256, -1, dtype=np.int32)
         hexed = np.full(256, -1, dtype=np.int32)
@@ -151,24 +151,22 @@ class BpeTokenizer:
         if self._merges is not None:
             return self._merges
         vocab = self.vocab
+        merges = vocab.merges
+        pos = [m.find(b" ", 1) for m in merges]
+        firsts = [m[:p] if p >= 0 else b"" for m, p in zip(merges, pos)]
+        seconds = [m[p + 1:] if p >= 0 else b"" for m, p in zip(merges, pos)]
         ids = dict(vocab.token_to_id)
-        strings = list(vocab.tokens)
-        lefts = np.empty(len(vocab.merges), dtype=np.int64)
-        rights = np.empty(len(vocab.merges), dtype=np.int64)
-        merged = np.empty(len(vocab.merges), dtype=np.int64)
-        pairs = []
-        for rank, word in enumerate(vocab.merges):
-            pos = word.find(b" ", 1)
-            first, second = (word[:pos], word[pos + 1:]) if pos >= 0 else (b"", b"")
-            pairs.append(first + second)
-            for s in (first, second):
-                if s not in ids:
-                    ids[s] = len(strings)
-                    strings.append(s)
-            lefts[rank] = ids[first]
-            rights[rank] = ids[second]
-        for rank, text in enumerate(pairs):
-            merged[rank] = ids.get(text, -1)
+        strings = list(vocab.lookup_tokens or vocab.tokens)
+        for s in dict.fromkeys(firsts + seconds):
+            if s not in ids:
+                ids[s] = len(strings)
+                strings.append(s)
+        n = len(merges)
+        lefts = np.fromiter(map(ids.__getitem__, firsts), dtype=np.int64, count=n)
+        rights = np.fromiter(map(ids.__getitem__, seconds), dtype=np.int64, count=n)
+        get = ids.get
+        merged = np.fromiter((get(f + t, -1) for f, t in zip(firsts, seconds)), dtype=np.int64,
+                             count=n)
         n_ids = len(strings)
         table = strtab.build(strings)
         keys = lefts * n_ids + rights
@@ -182,10 +180,46 @@ class BpeTokenizer:
         return self._merges
 
     def tokenize(self, text: bytes, output: list[int]) -> None:
-        if self.vocab.tokenizer_model == "whitespace":
+        model = self.vocab.tokenizer_model
+        if model == "whitespace":
             self._tokenize_whitespace(text, output)
+        elif model == "hybriddna":
+            self._tokenize_dna(text, output)
+        else:
+            self._tokenize_words(text, output)
+
+    def _tokenize_dna(self, text: bytes, output: list[int]) -> None:
+        """llm_tokenizer_hybriddna_session: <dna>...</dna> spans become 6-mer tokens."""
+        t2i = self.vocab.token_to_id
+        begin, end_id, oov = t2i.get(b"<dna>"), t2i.get(b"</dna>"), t2i.get(b"<oov>")
+        if begin is None or end_id is None or oov is None:
+            self._tokenize_words(text, output)
             return
-        self._tokenize_words(text, output)
+        pos = 0
+        while pos < len(text):
+            start = text.find(b"<dna>", pos)
+            if start < 0:
+                self._tokenize_words(text[pos:], output)
+                break
+            if start > pos:
+                self._tokenize_words(text[pos:start], output)
+            output.append(begin)
+            content = start + len(b"<dna>")
+            end = text.find(b"</dna>", content)
+            seq = text[content:len(text) if end < 0 else end]
+            seq = bytes(c - 32 if 0x61 <= c <= 0x7A else c for c in seq)
+            k = 6
+            i = 0
+            while i + k <= len(seq):
+                output.append(t2i.get(seq[i:i + k] + DNA_KMER_MARKER, oov))
+                i += k
+            if i < len(seq):
+                kmer = seq[i:] + b"A" * (k - (len(seq) - i))
+                output.append(t2i.get(kmer + DNA_KMER_MARKER, oov))
+            if end < 0:
+                break
+            output.append(end_id)
+            pos = end + len(b"</dna>")
 
     def _tokenize_words(self, text: bytes, output: list[int]) -> None:
         if not text:
@@ -197,11 +231,26 @@ class BpeTokenizer:
         if not ok:
             raise TokenizerError("text decodes to a codepoint past U+10FFFF, which llama.cpp "
                                  "cannot re-encode (it aborts)")
+        if not self.byte_encode:
+            self._check_no_space_pairs(words, word_off)
         table, n_ids, slot_keys, slot_rank, merged = self._merge_tables()
         toks = _bpe(words, word_off, table.data, table.offsets, table.slots, n_ids, slot_keys,
                     slot_rank, merged, np.int64(self.n_tokens), self.byte_tokens,
                     self.vocab.ignore_merges, self.vocab.pre_type == "gemma4")
         output.extend(toks.tolist())
+
+    def _check_no_space_pairs(self, words: np.ndarray, word_off: np.ndarray) -> None:
+        """llama.cpp's find_bpe_rank asserts that neither side of a pair holds a space."""
+        spaces = np.nonzero(words == 0x20)[0]
+        if spaces.size == 0:
+            return
+        w = np.searchsorted(word_off, spaces, side="right") - 1
+        for i in np.unique(w[(word_off[w + 1] - word_off[w]) > 1]).tolist():
+            word = words[word_off[i]:word_off[i + 1]].tobytes()
+            if self.vocab.ignore_merges and word in self.vocab.token_to_id:
+                continue
+            raise TokenizerError(f"BPE word {word[:40]!r} holds a space; llama.cpp asserts "
+                                 "(find_bpe_rank) on such a merge lookup")
 
     def _tokenize_whitespace(self, text: bytes, output: list[int]) -> None:
         """llm_tokenizer_whitespace_session: drop whitespace, tokenize each run by itself."""

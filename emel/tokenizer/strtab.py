@@ -28,7 +28,7 @@ class StrTab:
 def build(strings: list[bytes], values: np.ndarray | None = None) -> StrTab:
     """Index `strings` (later duplicates are ignored, like std::unordered_map::emplace)."""
     n = len(strings)
-    lens = np.fromiter((len(s) for s in strings), dtype=np.int64, count=n)
+    lens = np.fromiter(map(len, strings), dtype=np.int64, count=n)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
     data = np.frombuffer(b"".join(strings), dtype=np.uint8) if n else np.zeros(0, np.uint8)

@@ -23,7 +23,6 @@ class Tokenizer:
 
     def __init__(self, vocab: Vocab):
         self.vocab = vocab
-        self._table = None
         self._impl = None
         self._pieces: dict[int, bytes] = {}
 
@@ -56,6 +55,8 @@ class Tokenizer:
                 return default_pad
         if v.type == VocabType.WPM:
             return default_pad
+        if v.type == VocabType.TEST:
+            return 10 % v.n_tokens
         ids: list[int] = []
         self._tokenizer().tokenize(b"\n", ids)
         if not ids and v.type == VocabType.RWKV:
@@ -69,7 +70,7 @@ class Tokenizer:
         v = self.vocab
         raw = to_bytes(text)
         frags = special.partition(v, v.special_tokens, raw, parse_special)
-        impl = self._tokenizer()
+        impl = self._tokenizer() if v.type != VocabType.TEST else None
         out: list[int] = []
         vt = v.type
         if vt == VocabType.SPM:
@@ -113,6 +114,16 @@ class Tokenizer:
             self._fragments(frags, raw, impl, out)
             if add_special and v.add_eos:
                 out.append(self._need(v.eos, "eos"))
+        elif vt == VocabType.TEST:
+            for tid, off, ln in frags:
+                if tid >= 0:
+                    out.append(tid)
+                    continue
+                for pos in range(off, off + ln, 5):
+                    h = 0
+                    for b in raw[pos:min(pos + 5, off + ln)]:
+                        h = (h * 31 + b) & 0xFFFFFFFFFFFFFFFF
+                    out.append(h % v.n_tokens)
         else:
             self._fragments(frags, raw, impl, out)
         return out
@@ -134,14 +145,12 @@ class Tokenizer:
     def _tokenizer(self):
         if self._impl is None:
             v = self.vocab
-            if self._table is None:
-                self._table = strtab.build(v.tokens)
             if v.type == VocabType.SPM:
                 from .spm import SpmTokenizer
-                self._impl = SpmTokenizer(v, self._table)
+                self._impl = SpmTokenizer(v, strtab.build(v.tokens))
             elif v.type == VocabType.BPE:
                 from .bpe import BpeTokenizer
-                self._impl = BpeTokenizer(v, self._table)
+                self._impl = BpeTokenizer(v)
             elif v.type == VocabType.WPM:
                 from .wpm import WpmTokenizer
                 self._impl = WpmTokenizer(v)
@@ -194,6 +203,8 @@ class Tokenizer:
         if vt == VocabType.RWKV:
             from .rwkv import unescape_rwkv_token
             return unescape_rwkv_token(text)
+        if vt == VocabType.TEST:
+            return b"%x" % token
         if vt == VocabType.PLAMO2:
             if (attr & TokenAttr.BYTE and len(text) == 6 and text.startswith(b"<0x")
                     and text.endswith(b">")):

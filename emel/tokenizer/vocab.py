@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import TokenizerError, UnsupportedError
 
 TOKEN_NULL = -1
+DNA_KMER_MARKER = "\ue000".encode()  # reserved suffix of hybriddna k-mer tokens
 
 
 class VocabType(enum.IntEnum):
@@ -195,6 +196,7 @@ class Vocab:
     eog_ids: frozenset = frozenset()          # tokens that end generation
     special_tokens: list[int] = field(default_factory=list)  # cache_special_tokens order
     suppress_tokens: list[int] = field(default_factory=list)
+    lookup_tokens: list[bytes] | None = None  # token_to_id's texts where they differ (hybriddna)
 
     @property
     def n_tokens(self) -> int:
@@ -272,10 +274,10 @@ def _load(meta: dict) -> Vocab:
         vtype = VocabType.WPM
         ids.update(bos=101, eos=TOKEN_NULL, unk=100, sep=102, pad=0, mask=103)
         o["add_sep"] = True
-    elif model in ("gpt2", "whitespace", "gemma4"):
+    elif model in ("gpt2", "hybriddna", "whitespace", "gemma4"):
         vtype = VocabType.BPE
         raw = _get(meta, "merges")
-        if raw is None and not (model == "gpt2" and pre == "kimi-k2"):
+        if raw is None and not (model != "gemma4" and pre == "kimi-k2"):
             raise TokenizerError("cannot find tokenizer merges in model file")
         merges = _texts(raw or [])
         if model == "gemma4":
@@ -300,6 +302,9 @@ def _load(meta: dict) -> Vocab:
     elif model == "plamo2":
         vtype = VocabType.PLAMO2
         ids.update(bos=1, eos=2, unk=0, pad=3)
+    elif model == "test":
+        vtype = VocabType.TEST
+        ids.update(bos=TOKEN_NULL, eos=TOKEN_NULL, unk=TOKEN_NULL)
     else:
         raise UnsupportedError(f"unknown tokenizer: {model!r}")
 
@@ -360,6 +365,14 @@ def _load(meta: dict) -> Vocab:
     if len(token_to_id) != n:
         raise TokenizerError(f"vocabulary has duplicate tokens ({n - len(token_to_id)} repeated)")
     max_token_len = max(map(len, tokens), default=0)
+    lookup_tokens = None
+    if model == "hybriddna" and b"<oov>" in token_to_id:
+        # k-mer texts carry a marker that keeps them apart in token_to_id; pieces drop it
+        lookup_tokens = list(tokens)
+        for i in range(token_to_id[b"<oov>"] + 1, n):
+            t = tokens[i]
+            if len(t) > len(DNA_KMER_MARKER) and t.endswith(DNA_KMER_MARKER):
+                tokens[i] = t[:-len(DNA_KMER_MARKER)]
 
     # special ids: defaults out of range are disabled; GGUF values override when in range
     for name, key in _SPECIAL_KEYS:
@@ -406,7 +419,7 @@ def _load(meta: dict) -> Vocab:
             return found[0] if found else TOKEN_NULL
         if rank is None:
             from .stdmap import iteration_rank
-            rank = iteration_rank(tokens)
+            rank = iteration_rank(lookup_tokens or tokens)
         return min(found, key=lambda t: rank[t])
 
     for slot, names in (("eot", _EOT_NAMES), ("eom", _EOM_NAMES), ("fim_pre", _FIM_PRE_NAMES),
@@ -485,6 +498,7 @@ def _load(meta: dict) -> Vocab:
         remove_extra_whitespaces=remove_extra_ws, escape_whitespaces=o["escape_whitespaces"],
         lowercase=lowercase, strip_accents=strip_accents, precompiled_charsmap=charsmap,
         max_token_len=max_token_len, eog_ids=frozenset(eog), special_tokens=special,
+        lookup_tokens=lookup_tokens,
         suppress_tokens=suppress, **ids)
 
 

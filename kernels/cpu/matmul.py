@@ -2,39 +2,45 @@
 
 Follows ggml_compute_forward_mul_mat (ggml/src/ggml-cpu/ggml-cpu.c): each activation row is first
 converted to the weight type's `vec_dot_type` (kernels.cpu.q8: Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for
-Q4_1/Q5_1, Q8_K for Q4_K/Q5_K/Q6_K, F16 for F16, BF16 for BF16, F32 for F32), then every output is the
-row dot product `ggml_vec_dot_<type>` of arch/x86/quants.c (AVX2 path): integer block dots, float
-scaling per block. For Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K the result is bit-identical to
-llama.cpp's vec_dot (proved against parity_fixtures/matmul). The weight is read in its GGUF block
-layout (no repack). Decode (fewer than 4 tokens) takes two weight rows per SIMD dot (independent
-FMA chains); prefill decodes each weight block once for 4 tokens and keeps a weight row in L1 for
-a tile of 32 tokens. Every output keeps its own accumulator, so the numbers never depend on the
-number of tokens, the tiling or the thread count.
+Q4_1/Q5_1, Q8_K for Q4_K/Q5_K/Q6_K, F16 for F16, BF16 for BF16, F32 for F32), then every output
+is the row dot `ggml_vec_dot_<type>` of arch/x86/quants.c (AVX2 path): integer block dots, float
+scaling per block. For Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K the result is
+bit-identical to llama.cpp (proved against parity_fixtures/matmul). Q4_K weights with a multiple
+of 8 rows follow llama.cpp's repacked kernels instead, as its x86 AVX2 builds do by default
+(repack.cpp gemv/gemm_q4_K_8x8_q8_K: same integer sums, other float steps; see llama_cpp_kinds).
+llamafile's sgemm, which llama.cpp uses for Q4_0/Q5_0/Q8_0 prompts, gives the same numbers as
+vec_dot. Not mirrored: llama.cpp's repacked Q4_0 / IQ4_NL kernels, and the float orders of its
+F32/F16/BF16 dots (ours: float32 lanes; ~1e-6 relative).
 
-Q4_K weights with a multiple of 8 rows follow instead llama.cpp's repacked kernels, as x86 AVX2
-builds do by default (repack.cpp gemv/gemm_q4_K_8x8_q8_K: same integer sums, other float steps;
-bit-exact, see llama_cpp_kinds). Known differences from a llama.cpp run: it also repacks Q4_0 and
-IQ4_NL weights (not mirrored here) and may route Q4_0/Q5_0/Q8_0/F16/F32 through llamafile's sgemm;
-those keep the same integer sums but add the float terms in another order (~1e-6 relative). F32/F16/BF16 dots accumulate in float32 with our own lane order.
-Other types (Q2_K, Q3_K, IQ*, TQ*, MXFP4, NVFP4) take a slower path: x is quantized to
-Q8_K (Q8_0 for IQ4_NL/MXFP4/NVFP4) exactly as llama.cpp does and turned back into float32 values
-d*q; each weight row is dequantized (kernels.cpu.quants.dequantize_row) and dotted with them in
-float32, so only the float rounding differs from llama.cpp's integer dots (~1e-6 relative).
+The weight is read in its GGUF block layout. Decode (fewer than 4 tokens) takes two weight rows
+per SIMD dot (independent FMA chains); prefill decodes each weight block once for 4 tokens and
+keeps a weight row in L1 for a tile of 32 tokens. Every output keeps its own accumulators, so the
+numbers never depend on the tiling or the thread count.
+
+Other types (Q2_K, Q3_K, IQ*, TQ*, MXFP4, NVFP4) take a slower path: x is quantized to Q8_K
+(Q8_0 for IQ4_NL/MXFP4/NVFP4) exactly as llama.cpp does and turned back into float32 values d*q;
+each weight row is dequantized (kernels.cpu.quants.dequantize_row) and dotted with them in
+float32, so only the float rounding differs from llama.cpp's integer dots (<= 1e-5 of sum|terms|).
 
 Python entry point (checked, raises ValueError):
     matmul(w, ggml_type, n_rows, n_cols, x, out) -> out
         w: uint8[n_rows * row_nbytes]; x: float32 (n_cols,) or (n_tokens, n_cols);
         out: float32 (n_rows,) or (n_tokens, n_rows).
 
-njit entry points for compiled decode steps (no checks; 2-thread parallel over rows via prange):
-    act_nbytes(ggml_type, n_tokens, n_cols) -> int   bytes of the quantized activation scratch
+njit entry points for compiled decode steps (no checks; parallel over rows via prange):
     has_fast_path(ggml_type) -> bool                 True for the types matmul_q handles
-    quantize_act(x, ggml_type, n_tokens, n_cols, xq) x: float32[n_tokens*n_cols] -> xq: uint8
+    act_nbytes(ggml_type, n_tokens, n_cols) -> int   bytes of the converted activation scratch
+    quantize_act(x, ggml_type, n_tokens, n_cols, xq) x: float32[n_tokens * n_cols] -> xq: uint8;
+        convert once, then reuse xq for every weight that shares x and its type (q/k/v, gate/up)
     matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out)
-        xq from quantize_act; out: float32[n_tokens * n_rows] (token-major: out[t*n_rows + r]).
-    matmul_dequant(w, ggml_type, n_rows, n_cols, x, n_tokens, out, buf)
-        the slow path; x: float32[n_tokens*n_cols]; buf: float32[n_threads * n_cols] scratch,
-        n_threads = numba.get_num_threads().
+        out: float32[n_tokens * n_rows], token-major (out[t * n_rows + r]); may be an arena view
+    quantize_act_float(x, q8k, n_tokens, n_cols, xq, xd) and
+    matmul_dequant(w, ggml_type, n_rows, n_cols, xd, n_tokens, out, buf)
+        the slow path: xq: uint8 Q8_K (q8k) / Q8_0 scratch, xd: float32[n_tokens * n_cols];
+        buf: float32[numba.get_num_threads() * n_cols]; returns nonzero for an unknown type.
+    llama_cpp_kinds(ggml_type, n_rows)               which llama.cpp kernel each token follows
+All sizes are int64; w and xq are C-contiguous uint8, x / out float32. The caller guarantees
+n_cols is a multiple of the block size and every buffer is large enough (see `check_args`).
 """
 
 import numpy as np
@@ -394,6 +400,7 @@ def matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out):
     for c in prange(n_chunks):
         r0 = c * _ROWS_PER_CHUNK
         r1 = min(r0 + _ROWS_PER_CHUNK, n_rows)
+        tile = np.empty(_TOKENS_PER_TILE * _ROWS_PER_CHUNK, np.float32)
         for t0 in range(0, n_tokens, _TOKENS_PER_TILE):
             t1 = min(t0 + _TOKENS_PER_TILE, n_tokens)
             if t1 - t0 < 4:  # decode: two weight rows at a time (independent FMA chains)
@@ -408,19 +415,26 @@ def matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out):
                     for t in range(t0, t1):
                         out[t * n_rows + r] = _dot(kind_v, w, r * row_bytes, xq, t * x_row_bytes, nb)
                 continue
+            # results go to a (token, row) tile first: out rows of different tokens are n_rows * 4
+            # bytes apart, often a multiple of 4 KiB, and scattered writes would thrash the cache
             for r in range(r0, r1):
+                i = r - r0
                 t = t0
                 while t + 4 <= t1:  # one weight decode for 4 tokens; same numbers as 4 single dots
                     a0, a1, a2, a3 = _dot4(kind_g, w, r * row_bytes, xq, t * x_row_bytes, x_row_bytes, nb)
-                    out[t * n_rows + r] = a0
-                    out[(t + 1) * n_rows + r] = a1
-                    out[(t + 2) * n_rows + r] = a2
-                    out[(t + 3) * n_rows + r] = a3
+                    k = (t - t0) * _ROWS_PER_CHUNK + i
+                    tile[k] = a0
+                    tile[k + _ROWS_PER_CHUNK] = a1
+                    tile[k + 2 * _ROWS_PER_CHUNK] = a2
+                    tile[k + 3 * _ROWS_PER_CHUNK] = a3
                     t += 4
                 while t < t1:
                     kind = kind_g if t < n_gemm else kind_v
-                    out[t * n_rows + r] = _dot(kind, w, r * row_bytes, xq, t * x_row_bytes, nb)
+                    tile[(t - t0) * _ROWS_PER_CHUNK + i] = _dot(kind, w, r * row_bytes, xq, t * x_row_bytes, nb)
                     t += 1
+            for t in range(t0, t1):
+                for r in range(r0, r1):
+                    out[t * n_rows + r] = tile[(t - t0) * _ROWS_PER_CHUNK + r - r0]
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -3,7 +3,8 @@
 Follows src/llama-sampler.cpp. Every sum runs left to right in the type llama.cpp uses (float for
 softmax, top-p, typical and entropy; double where llama.cpp uses double: dist, temp-ext), and
 exp/log/pow go through libm's expf/logf/powf as llama.cpp's scalar C++ does, so probabilities
-match bit for bit. Inputs are C-contiguous 1-D arrays: float32 logits/p, int64 order, plus a
+match bit for bit. `error_model="numpy"`: a division by zero gives inf/NaN as in C instead of
+raising. Inputs are C-contiguous 1-D arrays: float32 logits/p, int64 order, plus a
 live length `n` that the Python wrapper has checked against the arrays' lengths.
 """
 
@@ -13,7 +14,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def max_f32(logits, n):
     """Largest of logits[:n] (n >= 1); float32[n]."""
     m = logits[0]
@@ -23,7 +24,7 @@ def max_f32(logits, n):
     return m
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def softmax_f32(logits, p, n, max_l):
     """llama_sampler_softmax_impl: p[i] = expf(logits[i] - max_l) / float sum; float32[n]."""
     cum_sum = np.float32(0.0)
@@ -35,7 +36,7 @@ def softmax_f32(logits, p, n, max_l):
         p[i] = p[i] / cum_sum
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def dist_select_f32(logits, p, n, max_l, rnd):
     """llama_sampler_dist_apply for n >= 2: fills p, returns the index picked by `rnd` in [0, 1).
 
@@ -61,7 +62,7 @@ def dist_select_f32(logits, p, n, max_l, rnd):
     return selected
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def top_p_cut_f32(p, n, top_p, min_keep):
     """Number of leading (sorted) entries whose float running sum first reaches top_p."""
     cum_sum = np.float32(0.0)
@@ -72,7 +73,7 @@ def top_p_cut_f32(p, n, top_p, min_keep):
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def typical_scores_f32(p, n, scores):
     """Entropy (float) of p[:n], and scores[i] = |-logf(p[i]) - entropy|; float32[n]."""
     entropy = np.float32(0.0)
@@ -83,7 +84,7 @@ def typical_scores_f32(p, n, scores):
     return entropy
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def typical_cut_f32(p, order, n, typ_p, min_keep):
     """Entries of `order` kept by locally typical sampling (float running sum, strict >)."""
     cum_sum = np.float32(0.0)
@@ -94,7 +95,7 @@ def typical_cut_f32(p, order, n, typ_p, min_keep):
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def entropy_f32(p, n):
     """-sum p*logf(p) over p > 0, in float."""
     entropy = np.float32(0.0)
@@ -104,7 +105,7 @@ def entropy_f32(p, n):
     return entropy
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def softmax_f64_f32(logits, p, n):
     """temp-ext's second softmax: exp in double from logits[0] (the max), double sum, float p."""
     max_l = np.float64(logits[0])
@@ -117,7 +118,7 @@ def softmax_f64_f32(logits, p, n):
         p[i] = np.float32(np.float64(p[i]) / cum_sum)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def top_n_sigma_mask_f32(logits, n, nsigma):
     """Set logits below max - nsigma * std (over finite entries) to -inf; float32[n]."""
     neg_inf = np.float32(-np.inf)
@@ -147,7 +148,7 @@ def top_n_sigma_mask_f32(logits, n, nsigma):
             logits[i] = neg_inf
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def mirostat_k_f32(p, n, m, mu, n_vocab):
     """Mirostat v1's k estimate from the m most probable (sorted) probabilities, in float."""
     sum_ti_bi = np.float32(0.0)
@@ -166,19 +167,19 @@ def mirostat_k_f32(p, n, m, mu, n_vocab):
     return np.float32(math.pow(num / den, np.float32(1.0) / s_hat))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def neg_log2_f32(x):
     """-log2f(x) in float."""
     return -np.float32(math.log2(x))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def log_f32(x):
     """logf(x)."""
     return np.float32(math.log(np.float32(x)))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def dyn_temp_f32(p, n, temp, delta, exponent):
     """temp-ext's dynamic temperature from the entropy of p[:n] (n >= 2), all in float."""
     min_temp = max(np.float32(0.0), temp - delta)
@@ -192,7 +193,7 @@ def dyn_temp_f32(p, n, temp, delta, exponent):
     return min_temp + (max_temp - min_temp) * np.float32(math.pow(normalized, exponent))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def mirostat_v2_cut_f32(p, n, mu):
     """Index of the first (sorted) entry whose surprise -log2f(p) exceeds mu, or n."""
     for i in range(n):

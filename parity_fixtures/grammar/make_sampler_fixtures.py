@@ -48,6 +48,13 @@ CASES = [
     ("list.gbnf", (LLAMA / "grammars/list.gbnf").read_text(), "- milk ü\n- eggs 🥚\n"),
 ]
 
+# token references (<name> is tokenized with parse_special, as llama-grammar.cpp's parse_token)
+TOKEN_CASES = [
+    ("tokens: <|im_start|> and !<[1]>",
+     'root ::= <|im_start|> "assistant\\n" (!<[1]>)+ <|im_start|>',
+     "<|im_start|>assistant\nhi there 🙂<|im_start|>"),
+]
+
 _JSON_BODY = (LLAMA / "grammars/json.gbnf").read_text().split("\n", 1)[1]
 # lazy grammars (llama_sampler_init_grammar_lazy_patterns): name, grammar, text, patterns
 LAZY_CASES = [
@@ -78,10 +85,13 @@ def main() -> int:
 
     data = (L.llama_token_data * n_vocab)()
     out = []
-    for name, grammar, text, patterns in [c + ([],) for c in CASES] + LAZY_CASES:
+    all_cases = ([c + ([], False) for c in CASES] + [c + (True,) for c in LAZY_CASES]
+                 + [c + ([], True) for c in TOKEN_CASES])
+    for name, grammar, text, patterns, parse_special in all_cases:
+        parse_special = name.startswith("tokens:")
         raw = text.encode("utf-8")
         toks = (L.llama_token * (len(raw) + 8))()
-        n_tok = L.llama_tokenize(vocab, raw, len(raw), toks, len(raw) + 8, False, False)
+        n_tok = L.llama_tokenize(vocab, raw, len(raw), toks, len(raw) + 8, False, parse_special)
         tokens = [toks[i] for i in range(n_tok)]
         if patterns:
             arr_p = (ctypes.c_char_p * len(patterns))(*[p.encode() for p in patterns])
@@ -104,7 +114,8 @@ def main() -> int:
                 L.llama_sampler_accept(smpl, tokens[i])
         L.llama_sampler_free(smpl)
         out.append({"name": name, "grammar": grammar, "text": text, "tokens": tokens,
-                    "trigger_patterns": patterns, "steps": steps})
+                    "trigger_patterns": patterns, "parse_special": parse_special,
+                    "steps": steps})
         print(name, n_tok, "tokens", file=sys.stderr)
     (HERE / "sampler_smollm2.json").write_text(json.dumps({
         "source": "llama-cpp-python 0.3.36 (llama_sampler_init_grammar, vocab_only model)",

@@ -8,7 +8,10 @@ and llama_memory_seq_pos_min/max of every sequence. Scenarios:
 - gemma3_swa_full: the same model with swa_full and two sequences: seq_cp, seq_add (K-shift),
   seq_div, seq_keep, seq_rm between decodes;
 - smollm2_streams: SmolLM2-135M, three sequences in separate streams (kv_unified=false):
-  equal splits, cross-stream seq_cp, seq_rm, a batch that cannot fit.
+  equal splits, cross-stream seq_cp, seq_rm, a batch that cannot fit;
+- *_random: seeded random decodes (llama.cpp fills in positions; shared and mixed sequences)
+  and seq_rm / seq_cp / seq_keep / seq_add / seq_div, on a unified cache, one stream per
+  sequence, and Gemma-3's iSWA cache (no shifts: its SWA cache cannot K-shift).
 Writes kv_scenarios.json. Regenerate: ~/.cache/emel-ref/venv/bin/python parity_fixtures/kv_cache/make_fixtures.py
 """
 
@@ -61,6 +64,58 @@ SCENARIOS = {
                seq_batch(0, 262, 2), {"rm": [-1, 100, 200]}, seq_batch(1, 0, 3)],
     ),
 }
+
+
+def random_steps(seed, n_steps, n_seq, max_tokens, shifts=True):
+    """Seeded random decodes (positions filled in by llama.cpp) and sequence operations."""
+    import random
+
+    rng = random.Random(seed)
+    steps = []
+    for _ in range(n_steps):
+        r = rng.random()
+        seqs = list(range(n_seq))
+        if r < 0.45:
+            n = rng.randint(1, max_tokens)
+            s = rng.choice(seqs)
+            steps.append({"decode": {"token": T(n, rng.randint(1, 900)), "seq_id": [[s]] * n}})
+        elif r < 0.55:
+            n = rng.randint(1, max_tokens // 2)
+            a, b = rng.sample(seqs, 2) if n_seq > 1 else (0, 0)
+            steps.append({"decode": {"token": T(n), "seq_id": [[a, b] if a != b else [a]] * n}})
+        elif r < 0.65:
+            k = rng.randint(1, max_tokens // 2)
+            sids = [[rng.choice(seqs)] for _ in range(k)]
+            steps.append({"decode": {"token": T(k), "seq_id": sids}})
+        elif r < 0.75:
+            p0 = rng.randint(-1, 150)
+            steps.append({"rm": [rng.choice(seqs + [-1]), p0, rng.choice([-1, p0 + rng.randint(0, 60)])]})
+        elif r < 0.82:
+            a, b = rng.choice(seqs), rng.choice(seqs)
+            steps.append({"cp": [a, b, -1, -1]})
+        elif r < 0.86:
+            steps.append({"keep": rng.choice(seqs)})
+        elif shifts and r < 0.95:
+            p0 = rng.randint(-1, 100)
+            steps.append({"add": [rng.choice(seqs), p0, rng.choice([-1, p0 + rng.randint(1, 50)]),
+                                  rng.randint(-30, 30)]})
+        elif shifts:
+            p0 = rng.randint(-1, 100)
+            steps.append({"div": [rng.choice(seqs), p0, -1, rng.randint(2, 3)]})
+    return steps
+
+
+SCENARIOS.update({
+    "smollm2_random": dict(
+        model="SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=256, n_batch=64, n_ubatch=16, n_seq_max=3,
+        kv_unified=True, swa_full=False, steps=random_steps(1, 160, 3, 40)),
+    "smollm2_random_streams": dict(
+        model="SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=768, n_batch=64, n_ubatch=16, n_seq_max=3,
+        kv_unified=False, swa_full=False, steps=random_steps(2, 120, 3, 40)),
+    "gemma3_random": dict(
+        model="gemma-3-270m-q4_k_m.gguf", n_ctx=1024, n_batch=128, n_ubatch=64, n_seq_max=2,
+        kv_unified=True, swa_full=False, steps=random_steps(3, 80, 2, 128, shifts=False)),
+})
 
 
 def main() -> None:

@@ -132,6 +132,19 @@ def _rows():
          ["typical", [0.95, 1]], ["top_p", [0.9, 1]], ["min_p", [0.02, 1]],
          ["xtc", [0.5, 0.05, 1, 11]], ["temp_ext", [0.9, 0.3, 1.0]], ["dist", [11]]],
         steps=200, accept_selected=True, record="selected")
+    # degenerate inputs: one candidate left, every logit but one at -inf
+    add("edge/mirostat_single", "small", [["top_k", [1]], ["mirostat", [32, 3, 5.0, 0.1, 100]]],
+        steps=3, accept_selected=True, record="full")
+    add("edge/mirostat_v2_single", "small", [["top_k", [1]], ["mirostat_v2", [3, 5.0, 0.1]]],
+        steps=3, accept_selected=True, record="full")
+    add("edge/greedy_then_everything", "medium",
+        [["temp", [0.0]], ["temp_ext", [0.8, 0.5, 1.0]], ["top_p", [0.9, 0]],
+         ["typical", [0.5, 0]], ["min_p", [0.1, 0]], ["xtc", [1.0, 0.01, 1, 3]], ["dist", [3]]],
+        steps=3, record="full")
+    add("edge/top_n_sigma_then_dist", "large",
+        [["top_n_sigma", [0.1]], ["dist", [8]]], steps=50, record="selected")
+    add("edge/min_keep_larger_than_size", "small",
+        [["top_k", [3]], ["top_p", [0.1, 10]], ["min_p", [0.9, 10]], ["typical", [0.1, 10]]])
     return rows
 
 

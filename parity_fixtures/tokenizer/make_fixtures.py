@@ -27,11 +27,18 @@ from pathlib import Path
 import llama_cpp as L
 
 HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from emel.bench import tokenize as bench  # noqa: E402  (numba-free module)
+import importlib.util  # noqa: E402
+
+# emel/bench/tokenize.py by path: importing the emel package would need numba here
+_spec = importlib.util.spec_from_file_location("emel_bench_tokenize",
+                                               REPO_ROOT / "emel" / "bench" / "tokenize.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
 
 SEED = 20261130
 N_STRINGS = 256
@@ -41,7 +48,8 @@ MODELS = Path.home() / ".cache/emel/models"
 LOOKALIKES = ["<|im_start|>", "<|im_end|>", "<start_of_turn>", "<end_of_turn>", "<s>", "</s>",
               "<unk>", "<pad>", "<mask>", "[CLS]", "[SEP]", "[MASK]", "<|endoftext|>",
               "<|eot_id|>", "<|begin_of_text|>", "<0x41>", "<|im_start", "im_end|>", "<start_of",
-              "<bos>", "<eos>", "\u2581", "\u2581\u2581", "<|user|>", "<|assistant|>", "<|end|>"]
+              "<bos>", "<eos>", "\u2581", "\u2581\u2581", "<|user|>", "<|assistant|>", "<|end|>",
+              "<dna>ACGTTGCAacgtn</dna>", "<dna>GATTACA", "</dna>"]
 WORDS = ["Hello", "world", "the", "quick", "brown", "fox", "don't", "I'm", "we'll", "THEY'RE",
          "you've", "it's", "naïve", "café", "Äpfel", "straße", "e\u0301", "co-operate", "C++",
          "x=1;", "def f(a, b):", "return a+b", "https://example.com/a?b=c", "foo_bar", "$100",
@@ -194,6 +202,69 @@ def vocab_paths() -> dict[str, Path]:
     return paths
 
 
+PRE_BASE = "ggml-vocab-gpt-2.gguf"
+N_PRE_STRINGS = 40
+PRE_EXTRA = [b"I'M HERE, YOU'RE there; we'LL see 'S", b"12345678901 2 34 567 8901",
+             b"\r\n\r\n  \n\t x\r\ny", "漢字かなカナ한국어 ㄱㄴ ㄅㄆ".encode(),
+             "e\u0301 n\u0303 \u0915\u093f\u0924\u093e\u092c".encode(), b"<sentinel:12>IMGIMGABZ  \t",
+             "HelloWorld ABCdef aBc \u00c9cole CamelCaseWord".encode(), b"x = a+b*(c-d)/e; // ok!!",
+             "\uff21\uff22 \u3001\u3002\u2026 \u060c".encode()]
+
+
+def pre_names() -> list[str]:
+    src = (Path(L.__file__).parent / "../vendor/llama.cpp/src/llama-vocab.cpp")
+    if not src.is_file():
+        src = Path.home() / ".cache/emel-ref/llama_cpp_python-0.3.36/vendor/llama.cpp/src/llama-vocab.cpp"
+    text = src.read_text(encoding="utf-8")
+    load = text[text.index("void llama_vocab::impl::load("):]
+    load = load[:load.index("unknown pre-tokenizer type")]
+    import re
+    names = []
+    for n in re.findall(r'tokenizer_pre == "([^"]+)"', load):
+        if n not in names:
+            names.append(n)
+    return names
+
+
+def with_pre(base: bytes, old: bytes, new: str) -> bytes:
+    """The GGUF bytes with tokenizer.ggml.pre's string value replaced (a file with no tensors)."""
+    key = b"tokenizer.ggml.pre"
+    head = len(key).to_bytes(8, "little") + key + (8).to_bytes(4, "little")
+    i = base.index(head + len(old).to_bytes(8, "little") + old)
+    j = i + len(head) + 8 + len(old)
+    val = new.encode()
+    return base[:i] + head + len(val).to_bytes(8, "little") + val + base[j:]
+
+
+def record_pretokenizers() -> dict:
+    import tempfile
+
+    base = (VOCAB_DIR / PRE_BASE).read_bytes()
+    out = {"llama_cpp": L.__version__, "base": PRE_BASE, "seed": SEED, "pre": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in pre_names():
+            if name in ("gemma4", "granite-embed-multi-311m", "sarvam-moe", "whitespace"):
+                # SPM-style BPE needs a vocabulary with U+2581 tokens, not gpt-2's; raw-UTF-8
+                # "whitespace" on a gpt2 model asserts in find_bpe_rank on any word with a space
+                continue
+            path = Path(tmp) / f"pre-{name}.gguf"
+            path.write_bytes(with_pre(base, b"gpt-2", name))
+            v = Vocab(path)
+            rng = random.Random(f"{SEED}:pre:{name}")
+            strings = PRE_EXTRA + random_strings(rng, [])[:N_PRE_STRINGS]
+            cases = []
+            for s in strings:
+                ids = v.tokenize(s, False, False)
+                ids_sp = v.tokenize(s, True, True)
+                cases.append({"text": text_field(s), "ids": ids, "ids_sp": ids_sp,
+                              "detok": text_field(v.detokenize(ids, False, False))})
+            out["pre"][name] = {"add": {k: bool(getattr(L, f"llama_vocab_get_add_{k}")(v.vocab))
+                                        for k in ("bos", "eos", "sep")},
+                                "bos": L.llama_vocab_bos(v.vocab), "cases": cases}
+            v.close()
+    return out
+
+
 def bench_reference(paths: dict[str, Path]) -> dict:
     texts = {"english": bench.english_text().encode(), "mixed": bench.mixed_text().encode()}
     out = {}
@@ -226,16 +297,20 @@ def main(argv: list[str]) -> int:
     only = set(argv)
     (HERE / "fuzz").mkdir(exist_ok=True)
     for name, path in paths.items():
-        if only and name not in only and "bench" not in only:
+        if only and name not in only and "fuzz" not in only:
             continue
-        if "bench" in only and len(only) == 1:
-            break
         rng = random.Random(f"{SEED}:{name}")
         data = record(name, path, rng)
         out = HERE / "fuzz" / f"{name.removesuffix('.gguf')}.json.gz"
         with gzip.open(out, "wt", compresslevel=9) as f:
             json.dump(data, f, ensure_ascii=False, separators=(",", ":"))
         print(f"{name}: {len(data['cases'])} cases -> {out.name} ({out.stat().st_size} bytes)")
+    if not only or "pre" in only:
+        data = record_pretokenizers()
+        out = HERE / "fuzz_pre.json.gz"
+        with gzip.open(out, "wt", compresslevel=9) as f:
+            json.dump(data, f, ensure_ascii=False, separators=(",", ":"))
+        print(f"{len(data['pre'])} pre-tokenizers -> {out.name} ({out.stat().st_size} bytes)")
     if not only or "bench" in only:
         ref = bench_reference(paths)
         ref["_meta"] = {"llama_cpp": L.__version__, "note": "best of 3, single call, add_special=False",

@@ -8,6 +8,9 @@
 - ggml-vocab-plamo2-mini.gguf: a PLaMo-2-style vocabulary built here: the PLaMo control tokens,
   the 256 `<0xXX>` byte tokens and ~6000 frequent substrings of the benchmark corpora scored by
   log frequency, written as llama.cpp's converter writes PLaMo-2 (`_set_vocab_plamo`).
+- ggml-vocab-hybriddna-mini.gguf: gpt-2's byte tokens and first 1500 merges, `<dna>` tags and
+  the 4096 DNA 6-mers with their U+E000 marker (tokenizer model `hybriddna`).
+- ggml-vocab-test-mini.gguf: llama.cpp's `test` tokenizer model (hash ids) over 300 tokens.
 Both use architecture `llama` so that a vocab-only load needs no other hyper-parameters.
 """
 
@@ -25,9 +28,16 @@ from pathlib import Path
 import gguf
 
 HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE.parents[1]))
 
-from emel.bench import tokenize as bench  # noqa: E402
+import importlib.util  # noqa: E402
+
+# emel/bench/tokenize.py by path: importing the emel package would need numba here
+_spec = importlib.util.spec_from_file_location("emel_bench_tokenize",
+                                               REPO_ROOT / "emel" / "bench" / "tokenize.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
 
 RWKV_PACKAGE = "rwkv==0.8.32"
 
@@ -120,6 +130,61 @@ def plamo2_mini() -> None:
     _close(w, path)
 
 
+def hybriddna_mini(gpt2_vocab: Path) -> None:
+    """A byte-level BPE (gpt-2's bytes and first 1500 merges) plus <dna> tags and 4096 6-mers."""
+    r = gguf.GGUFReader(str(gpt2_vocab))
+    merges_field = r.fields["tokenizer.ggml.merges"]
+    merges = [bytes(merges_field.parts[i]) for i in merges_field.data[:1500]]
+    byte_chars = []
+    keep = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    extra = 0
+    for b in range(256):
+        if b in keep:
+            byte_chars.append(chr(b))
+        else:
+            byte_chars.append(chr(256 + extra))
+            extra += 1
+    tokens = [c.encode() for c in byte_chars]
+    seen = set(tokens)
+    for m in merges:
+        first, second = m.split(b" ", 1)
+        if first + second not in seen:
+            seen.add(first + second)
+            tokens.append(first + second)
+    types = [gguf.TokenType.NORMAL] * len(tokens)
+    for special in (b"<|endoftext|>", b"<dna>", b"</dna>", b"<oov>"):
+        tokens.append(special)
+        types.append(gguf.TokenType.CONTROL)
+    marker = "\ue000".encode()
+    for i in range(4 ** 6):
+        kmer = "".join("ACGT"[(i >> (2 * k)) & 3] for k in range(6)).encode()
+        tokens.append(kmer + marker)
+        types.append(gguf.TokenType.NORMAL)
+    path = HERE / "ggml-vocab-hybriddna-mini.gguf"
+    w = _writer(path, len(tokens))
+    w.add_tokenizer_model("hybriddna")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    eot = tokens.index(b"<|endoftext|>")
+    w.add_bos_token_id(eot)
+    w.add_eos_token_id(eot)
+    _close(w, path)
+
+
+def test_mini() -> None:
+    """llama.cpp's `test` vocabulary type: ids are hashes of 5-byte chunks."""
+    tokens = [b"<s>", b"</s>"] + [b"t%d" % i for i in range(298)]
+    types = [gguf.TokenType.CONTROL] * 2 + [gguf.TokenType.NORMAL] * 298
+    path = HERE / "ggml-vocab-test-mini.gguf"
+    w = _writer(path, len(tokens))
+    w.add_tokenizer_model("test")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    _close(w, path)
+
+
 def _close(w: gguf.GGUFWriter, path: Path) -> None:
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -131,3 +196,5 @@ def _close(w: gguf.GGUFWriter, path: Path) -> None:
 if __name__ == "__main__":
     rwkv_world()
     plamo2_mini()
+    hybriddna_mini(Path.home() / ".cache/emel/llama-cpp-python-sdist/llama.cpp/models/ggml-vocab-gpt-2.gguf")
+    test_mini()

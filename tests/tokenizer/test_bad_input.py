@@ -7,7 +7,7 @@ import pytest
 
 from emel.errors import TokenizerError, UnsupportedError
 from emel.tokenizer import Tokenizer, Vocab
-from parity import tokenizer
+from tokparity import tokenizer
 
 
 @pytest.mark.parametrize("name", ["smollm2-135m", "ggml-vocab-llama-spm", "ggml-vocab-bert-bge",

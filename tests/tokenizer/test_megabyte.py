@@ -11,7 +11,7 @@ import hashlib
 import pytest
 
 from emel.bench import tokenize as bench
-from parity import tokenizer
+from tokparity import tokenizer
 
 REF = bench.load_reference()
 # family -> fixture / vocabulary name used by parity.tokenizer

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from parity import compare, fixture_names, load_fixture, tokenizer
+from tokparity import compare, fixture_names, load_fixture, tokenizer
 
 BIG = {"gemma3-270m", "ggml-vocab-gemma-4", "ggml-vocab-command-r", "ggml-vocab-nomic-bert-moe",
        "ggml-vocab-llama-bpe"}

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emel.bench import tokenize as corpus
-from parity import tokenizer
+from tokparity import tokenizer
 
 # characters of common scripts (an unassigned codepoint can lose bytes in llama.cpp too:
 # "\U00040000" detokenizes to b"\x80\x80\x80" there, as it does here)

@@ -12,7 +12,7 @@ from pathlib import Path
 import assets
 import pytest
 
-from parity import tokenizer
+from tokparity import tokenizer
 
 SEP = b"\n__ggml_vocab_test__\n"
 

@@ -12,7 +12,7 @@ import pytest
 
 from emel.errors import GrammarError
 from emel.grammar import Grammar, GrammarState
-from emel.grammar.json_schema import JSON_GRAMMAR
+from emel.grammar import JSON_GRAMMAR
 from emel.grammar.sampler import GrammarSampler, GrammarVocab
 from emel.sampling.token_data import TokenDataArray
 
@@ -182,3 +182,26 @@ def test_grammar_state_matches_strings():
     st = GrammarState(Grammar.from_text(JSON_GRAMMAR))
     assert st.matches('{"a": [1, 2.5e3, "x\\n", true, null]}')
     assert not st.matches('{"a": 01}')
+
+
+# --- differential fuzz: random grammars through llama.cpp's grammar sampler -----------------------
+
+FUZZ = json.loads((Path(__file__).resolve().parents[2]
+                   / "parity_fixtures/grammar/fuzz_smollm2.json").read_text())
+
+
+@pytest.mark.parametrize("i", range(len(FUZZ["cases"])))
+def test_random_grammar_accepted_and_masks_match_llama_cpp(smollm2_vocab, i):
+    case = FUZZ["cases"][i]
+    _, _, gv = smollm2_vocab
+    if not case["valid"]:
+        with pytest.raises(GrammarError):
+            GrammarSampler(case["grammar"], "root", gv)
+        return
+    s = GrammarSampler(case["grammar"], "root", gv)
+    for k, step in enumerate(case["steps"]):
+        mask = _finite_mask(s, gv.n_vocab)
+        got = (int(mask.sum()), hashlib.sha256(np.packbits(mask).tobytes()).hexdigest())
+        assert got == (step["n_allowed"], step["sha256"]), (k, got[0], step["n_allowed"])
+        if k < len(case["tokens"]):
+            s.accept(case["tokens"][k])

@@ -9,7 +9,7 @@ import pytest
 
 from emel.errors import GrammarError
 from emel.grammar import Grammar, GrammarState, parse
-from emel.grammar.json_schema import json_schema_to_grammar
+from emel.grammar import json_schema_to_grammar
 
 DATA = json.loads((Path(__file__).resolve().parents[2]
                    / "parity_fixtures/grammar/integration_cases.json").read_text())

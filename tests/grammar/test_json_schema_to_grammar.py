@@ -10,7 +10,7 @@ import pytest
 
 from emel.errors import GrammarError
 from emel.grammar import parse
-from emel.grammar.json_schema import JSON_GRAMMAR, json_schema_to_grammar, response_format_grammar
+from emel.grammar import JSON_GRAMMAR, json_schema_to_grammar, response_format_grammar
 
 CASES = json.loads((Path(__file__).resolve().parents[2] / "parity_fixtures/grammar/schema_cases.json")
                    .read_text())["cases"]
@@ -54,3 +54,36 @@ def test_response_format_json_object_is_the_builtin_json_grammar(llama_cpp_dir):
 def test_schema_text_that_is_not_json_raises():
     with pytest.raises(GrammarError):
         json_schema_to_grammar("{not json")
+
+
+# the two hand-written checks at the end of test-json-schema-to-grammar.cpp
+
+def test_parsed_document_gives_the_same_grammar_recursion_included():
+    from emel.grammar.json_schema import schema_from_json
+
+    schema = {"$ref": "#/$defs/node",
+              "$defs": {"node": {"type": "object",
+                                 "properties": {"next": {"$ref": "#/$defs/node"}, "leaf": {}},
+                                 "additionalProperties": False}}}
+    assert json_schema_to_grammar(schema_from_json(schema)) == json_schema_to_grammar(schema)
+
+
+def test_sub_schema_ref_names_the_ref_rule():
+    from emel.grammar.json_schema import schema_from_json
+    from emel.grammar.json_schema_to_grammar import build_grammar
+
+    doc = schema_from_json({
+        "type": "object", "properties": {"item": {"$ref": "#/$defs/item"}},
+        "$defs": {"item": {"type": "object", "properties": {"a": {"type": "string"}},
+                           "required": ["a"], "additionalProperties": False}}})
+    item = doc.root.properties[0][1]
+    expected = r'''
+        char ::= [^"\\\x7F\x00-\x1F] | [\\] (["\\bfnrt] | "u" [0-9a-fA-F]{4})
+        ref-defs-item ::= "{" space ref-defs-item-a-kv space "}"
+        ref-defs-item-a-kv ::= "\"a\"" space ":" space string
+        root ::= ref-defs-item
+        space ::= | " " | "\n"{1,2} [ \t]{0,20}
+        string ::= "\"" char* "\""
+    '''
+    got = build_grammar(lambda b: b.add_schema("root", item, doc))
+    assert _trim(got) == _trim(expected)
