@@ -328,12 +328,16 @@ class Model:
         return GrammarSampler(grammar, "root", self._grammar_vocab)
 
     def _completion_chunks(self, events, cid, created) -> Iterator[dict]:
+        def chunk(text, finish=None):
+            return {"id": cid, "object": "text_completion", "created": created,
+                    "model": self.path,
+                    "choices": [{"text": text, "index": 0, "logprobs": None,
+                                 "finish_reason": finish}]}
         for e in events:
-            if e.text or e.finish_reason:
-                yield {"id": cid, "object": "text_completion", "created": created,
-                       "model": self.path,
-                       "choices": [{"text": e.text, "index": 0, "logprobs": None,
-                                    "finish_reason": e.finish_reason}]}
+            if e.text:
+                yield chunk(e.text)
+            if e.finish_reason:
+                yield chunk("", e.finish_reason)  # llama-cpp-python ends with an empty chunk
 
     def _chat_chunks(self, events, cid, created) -> Iterator[dict]:
         def chunk(delta, finish=None):

@@ -164,6 +164,13 @@ def test_one_stream_per_sequence_like_llama_cpp():
     assert cache.n_stream == 3
 
 
+@pytest.mark.parametrize("name", ["smollm2_random", "smollm2_random_streams", "gemma3_random"])
+def test_random_operations_like_llama_cpp(name):
+    """Seeded random decodes and sequence operations recorded from llama.cpp (394 steps in all,
+    with decodes that succeed, are rejected (-1) and find no slot (1))."""
+    _replay(name)
+
+
 # --- masks (derived from llama.cpp's rules) ------------------------------------------------------
 
 

@@ -55,6 +55,7 @@ class Runner(Protocol):
 
     name: str
 
+    def set_threads(self, n_threads: int) -> None: ...
     def pp(self, tokens: np.ndarray, n_batch: int) -> float: ...  # seconds
     def tg(self, tokens: np.ndarray) -> float: ...  # seconds
 
@@ -82,6 +83,8 @@ class TestResult:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(list(sys.argv[1:] if argv is None else argv))
     log = (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.omp_wait_policy:  # read by the OpenMP runtime when Numba first starts its threads
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     machine = machine_info()
     machine["loadavg_start"] = _loadavg()
     results: list[TestResult] = []
@@ -121,7 +124,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
                     help="catalog name or GGUF path; repeat or comma-separate for several")
     ap.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens (ppN), 0: skip")
     ap.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens (tgN), 0: skip")
-    ap.add_argument("-t", "--threads", type=int, default=2)
+    ap.add_argument("-t", "--threads", default="2",
+                    help="threads, or a comma-separated list (each test runs at each count)")
     ap.add_argument("-r", "--repetitions", type=int, default=5)
     ap.add_argument("-b", "--batch-size", type=int, default=2048, help="n_batch (llama-bench: 2048)")
     ap.add_argument("-ub", "--ubatch-size", type=int, default=512, help="n_ubatch (llama-bench: 512)")
@@ -133,18 +137,25 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
                     help="python with llama_cpp for the llama.cpp worker (default: this python "
                          f"if it has llama_cpp, else {DEFAULT_LLAMA_CPP_PYTHON})")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--omp-wait-policy", choices=("passive", "active"), default=None,
+                    help="set OMP_WAIT_POLICY for both engines (OpenMP threads that spin while "
+                         "waiting collapse when other processes share the cores)")
     ap.add_argument("--no-latency", action="store_true",
                     help="skip the new-process first-token latency and peak RSS runs")
     ap.add_argument("--write-plans", action="store_true", help=f"update {PLANS_PATH}")
     ap.add_argument("--plans-path", type=Path, default=PLANS_PATH, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.model = [m for spec in args.model for m in spec.split(",") if m]
+    try:
+        args.threads = [int(t) for t in str(args.threads).split(",") if t]
+    except ValueError:
+        ap.error(f"-t {args.threads!r}: expected integers separated by commas")
     for flag in ("n_prompt", "n_gen"):
         if getattr(args, flag) < 0:
             ap.error(f"--{flag.replace('_', '-')} must be >= 0")
     if args.n_prompt == 0 and args.n_gen == 0:
         ap.error("nothing to run: -p and -n are both 0")
-    if args.threads < 1 or args.repetitions < 1 or args.batch_size < 1 or args.ubatch_size < 1:
+    if not args.threads or min(args.threads) < 1 or args.repetitions < 1 or args.batch_size < 1 or args.ubatch_size < 1:
         ap.error("-t, -r, -b and -ub must be >= 1")
     return args
 
@@ -158,8 +169,9 @@ def bench_model(name: str, args: argparse.Namespace, log: Callable[[str], None])
     path = catalog.resolve(name)
     label = _label(name, path)
     n_ctx = args.n_prompt + args.n_gen
-    log(f"[{label}] loading emel (n_ctx {n_ctx}, {args.threads} threads, {args.device})")
-    emel_runner = EmelRunner(path, n_ctx, args.batch_size, args.ubatch_size, args.threads,
+    threads = args.threads
+    log(f"[{label}] loading emel (n_ctx {n_ctx}, threads {threads}, {args.device})")
+    emel_runner = EmelRunner(path, n_ctx, args.batch_size, args.ubatch_size, threads[0],
                              args.device)
     runners: list[Runner] = [emel_runner]
     extra: dict[str, Any] = {"path": str(path), "file_bytes": path.stat().st_size,
@@ -169,7 +181,7 @@ def bench_model(name: str, args: argparse.Namespace, log: Callable[[str], None])
         python = llama_cpp_python(args.llama_cpp_python)
         log(f"[{label}] starting the llama.cpp worker ({python})")
         llama = LlamaCppRunner(python, path, n_ctx, args.batch_size, args.ubatch_size,
-                               args.threads, args.device)
+                               threads[0], args.device)
         if llama.info["n_vocab"] != emel_runner.n_vocab:
             raise SystemExit(f"{label}: llama.cpp has n_vocab {llama.info['n_vocab']}, "
                              f"emel {emel_runner.n_vocab}")
@@ -184,9 +196,13 @@ def bench_model(name: str, args: argparse.Namespace, log: Callable[[str], None])
             tokens = rng.integers(0, emel_runner.n_vocab, size=n).astype(np.int32)
             if emel_runner.bos >= 0:
                 tokens[0] = emel_runner.bos
-            log(f"[{label}] {kind}{n}: warm-up, then {args.repetitions} runs per engine")
-            results += run_test(runners, label, kind, tokens, args.batch_size, args.repetitions,
-                                args.threads, log)
+            for t in threads:
+                for r in runners:
+                    r.set_threads(t)
+                log(f"[{label}] {kind}{n}, {t} threads: warm-up, then {args.repetitions} runs "
+                    "per engine")
+                results += run_test(runners, label, kind, tokens, args.batch_size,
+                                    args.repetitions, t, log)
     finally:
         if llama is not None:
             llama.close()
@@ -199,7 +215,7 @@ def bench_model(name: str, args: argparse.Namespace, log: Callable[[str], None])
     latency = None
     if not args.no_latency:
         log(f"[{label}] first-token latency of a new process (cold: empty Numba cache)")
-        latency = measure_latency(path, label, n_ctx, args.threads, args.device, extra,
+        latency = measure_latency(path, label, n_ctx, threads[0], args.device, extra,
                                   llama_python=llama_cpp_python(args.llama_cpp_python)
                                   if args.vs_llama_cpp else None)
     return results, latency, extra
@@ -252,6 +268,13 @@ class EmelRunner:
         self.kv_bytes_per_cell = int(hp.n_layer * (hp.n_embd_k_gqa + hp.n_embd_v_gqa) * 2)
         self.kv_bytes_f16 = self.kv_bytes_per_cell * self.n_ctx
         self.kv_bytes_actual = int(self.model.telemetry.data.kv_bytes)
+
+    def set_threads(self, n_threads: int) -> None:
+        import numba
+        if n_threads > numba.config.NUMBA_NUM_THREADS:
+            raise SystemExit(f"-t {n_threads}: Numba has at most {numba.config.NUMBA_NUM_THREADS} "
+                             "threads here (NUMBA_NUM_THREADS)")
+        numba.set_num_threads(n_threads)
 
     def pp(self, tokens: np.ndarray, n_batch: int) -> float:
         self.ctx.memory_clear()
@@ -318,6 +341,9 @@ class LlamaCppRunner:
 
     def pp(self, tokens: np.ndarray, n_batch: int) -> float:
         return self._call({"op": "pp", "tokens": tokens.tolist(), "n_batch": n_batch})["s"]
+
+    def set_threads(self, n_threads: int) -> None:
+        self._call({"op": "threads", "n": n_threads})
 
     def tg(self, tokens: np.ndarray) -> float:
         return self._call({"op": "tg", "tokens": tokens.tolist()})["s"]
@@ -414,6 +440,10 @@ for line in sys.stdin:
     msg = json.loads(line)
     if msg["op"] == "quit":
         break
+    if msg["op"] == "threads":
+        L.llama_set_n_threads(ctx, msg["n"], msg["n"])
+        print(json.dumps({"ok": True}), flush=True)
+        continue
     try:
         L.llama_memory_clear(mem, False)
         toks = msg["tokens"]
@@ -536,7 +566,8 @@ def machine_info() -> dict[str, Any]:
         commit = "unknown"
     n_cpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": commit, "nproc": n_cpu, "cpu": cpu, "python": platform.python_version()}
+            "commit": commit, "nproc": n_cpu, "cpu": cpu, "python": platform.python_version(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}
 
 
 def _loadavg() -> list[float]:
@@ -553,8 +584,8 @@ def _label(name: str, path: Path) -> str:
 
 def _pairs(results: Sequence[TestResult]):
     """(emel result, llama.cpp result or None) per model and test, in run order."""
-    ref = {(r.model, r.test): r for r in results if r.engine == "llama.cpp"}
-    return [(r, ref.get((r.model, r.test))) for r in results if r.engine == "emel"]
+    ref = {(r.model, r.test, r.threads): r for r in results if r.engine == "llama.cpp"}
+    return [(r, ref.get((r.model, r.test, r.threads))) for r in results if r.engine == "emel"]
 
 
 def json_lines(results, latencies, machine, extras) -> list[dict]:
@@ -570,6 +601,7 @@ def json_lines(results, latencies, machine, extras) -> list[dict]:
              "threading_layer": ex.get("threading_layer"), "numba_threads": ex.get("numba_threads"),
              "n_ctx": ex.get("n_ctx"), "commit": machine["commit"], "date": machine["date"],
              "nproc": machine["nproc"], "cpu": machine["cpu"],
+             "omp_wait_policy": machine.get("omp_wait_policy"),
              "loadavg_start": machine["loadavg_start"], "loadavg_end": machine["loadavg_end"]}
         if "llama_cpp" in ex:
             d.update(llama_cpp_version=ex["llama_cpp"]["version"],
@@ -590,7 +622,7 @@ def format_table(results, latencies, machine, extras) -> str:
     """llama-bench's markdown table with llama.cpp's figure and the ratio beside emel's."""
     rows = [f"machine: {machine['nproc']} cores, {machine['cpu']}; commit {machine['commit']}; "
             f"{machine['date']}; load average {machine['loadavg_start']} -> "
-            f"{machine['loadavg_end']}"]
+            f"{machine['loadavg_end']}; OMP_WAIT_POLICY {machine.get('omp_wait_policy')}"]
     for name, ex in extras.items():
         rows.append(f"{name}: Numba threading layer {ex.get('threading_layer')}, "
                     f"{ex.get('numba_threads')} threads, n_ctx {ex.get('n_ctx')}, "
@@ -633,7 +665,7 @@ def write_plans(path: Path, results, latencies, machine, extras) -> None:
     for d in json_lines(results, [], machine, extras):
         d.pop("samples_ns", None)
         d.pop("llama_cpp_samples_ns", None)
-        data["throughput"][f"{d['model']}|{d['test']}|{d['threads']}"] = d
+        data["throughput"][f"{d['model']}|{d['test']}|{d['threads']}|{d['omp_wait_policy']}"] = d
     for lat in latencies:
         data["latency"][lat["model"]] = dict(lat, commit=machine["commit"], date=machine["date"])
     data["machine"] = machine
@@ -667,8 +699,8 @@ def render_plans(data: dict) -> str:
            f"{mc.get('loadavg_end')} at end.", "",
            "## Throughput (like llama-bench: ppN prefill, tgN decode)", "",
            "| model | test | threads | emel tok/s (min - max) | llama.cpp tok/s (min - max) | "
-           "emel / llama.cpp | Numba layer | load avg start / end | date | commit |",
-           "|---|---|---:|---:|---:|---:|---|---|---|---|"]
+           "emel / llama.cpp | Numba layer | OMP_WAIT_POLICY | load avg start / end | date | commit |",
+           "|---|---|---:|---:|---:|---:|---|---|---|---|---|"]
     for d in data["throughput"].values():
         ref = ratio = "-"
         if "llama_cpp_tok_s" in d:
@@ -677,7 +709,8 @@ def render_plans(data: dict) -> str:
             ratio = f"{d['ratio']:.3f}"
         out.append(f"| {d['model']} | {d['test']} | {d['threads']} | {d['tok_s']:.2f} "
                    f"({d['tok_s_min']:.2f} - {d['tok_s_max']:.2f}) | {ref} | {ratio} | "
-                   f"{d.get('threading_layer')} | {d.get('loadavg_start', ['?'])[0]} / "
+                   f"{d.get('threading_layer')} | {d.get('omp_wait_policy')} | "
+                   f"{d.get('loadavg_start', ['?'])[0]} / "
                    f"{d.get('loadavg_end', ['?'])[0]} | {d['date']} | {d['commit']} |")
     if data["latency"]:
         out += ["", "## First-token latency of a new process, peak RSS", "",

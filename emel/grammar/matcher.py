@@ -77,7 +77,7 @@ class Grammar:
         self.parsed = parsed
         self.root = root
         rules = parsed.rules
-        _check_left_recursion(rules, parsed.rule_names())
+        _check_left_recursion(rules, parsed.rule_names(), parsed.positions)
         self.rule_start: list[int] = []
         types: list[int] = []
         values: list[int] = []
@@ -90,6 +90,7 @@ class Grammar:
         self.values = values
         self._advance_cache: dict[Stack, tuple[Stack, ...]] = {}
         self._accept_cache: dict[tuple[Stack, int], tuple[Stack, ...]] = {}
+        self._partial_memo: dict[tuple[int, Partial], bool] = {}  # (element, partial) -> match
         # interned stack sets (states) for the sampler
         self.state_stacks: list[tuple[Stack, ...]] = []
         self._state_ids: dict[frozenset, int] = {}
@@ -266,9 +267,17 @@ class Grammar:
         d = self._partial_ok[sid]
         ok = d.get(partial)
         if ok is None:
-            ok = any(s and self.types[s[-1]] not in (TOKEN, TOKEN_NOT)
-                     and self.match_partial_char(s[-1], partial)
-                     for s in self.state_stacks[sid])
+            memo = self._partial_memo
+            ok = False
+            for pos in {s[-1] for s in self.state_stacks[sid] if s}:
+                if self.types[pos] in (TOKEN, TOKEN_NOT):
+                    continue
+                m = memo.get((pos, partial))
+                if m is None:
+                    m = memo[(pos, partial)] = self.match_partial_char(pos, partial)
+                if m:
+                    ok = True
+                    break
             d[partial] = ok
         return ok
 
@@ -443,7 +452,7 @@ def _reject_for_stack(g: Grammar, stack: Stack, cands):
     return rejects
 
 
-def _check_left_recursion(rules, names: dict[int, str]) -> None:
+def _check_left_recursion(rules, names: dict[int, str], positions: dict) -> None:
     """llama_grammar_detect_left_recursion, iterative (generated rule chains can be deep).
 
     A rule finished without finding recursion cannot reach a rule in progress through its
@@ -488,8 +497,13 @@ def _check_left_recursion(rules, names: dict[int, str]) -> None:
             t, v = rule[k]
             if t == RULE_REF and recurse:
                 if in_progress[v]:
-                    raise GrammarError(f"unsupported grammar: left recursion detected for rule "
-                                       f"'{names.get(v, v)}' (index {v})")
+                    where = positions.get(v)
+                    err = GrammarError(
+                        f"unsupported grammar: left recursion detected for rule "
+                        f"'{names.get(v, v)}' (index {v})"
+                        + (f" at line {where[0]}, column {where[1]}" if where else ""))
+                    err.line, err.column = where if where else (None, None)
+                    raise err
                 if not visited[v]:
                     enter(v)
                     stack.append([v, 0, True])

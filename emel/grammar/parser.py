@@ -46,6 +46,8 @@ class ParsedGrammar:
     rules: list[list[Element]]          # [n_rules] elements of each rule, END-terminated
     symbol_ids: dict[str, int]          # rule name -> rule id (generated names included)
     source: str = field(repr=False, default="")
+    positions: dict[int, tuple[int, int]] = field(repr=False, default_factory=dict)  # rule id ->
+    # (line, column) of the definition it comes from (a generated rule: its parent's)
 
     def rule_names(self) -> dict[int, str]:
         return {v: k for k, v in self.symbol_ids.items()}
@@ -67,7 +69,8 @@ def parse(src: str | bytes, tokenize: Callable[[bytes], list[int]] | None = None
         data = data[:nul]
     p = _Parser(data, tokenize)
     p.parse()
-    return ParsedGrammar(p.rules, p.symbol_ids, data.decode("utf-8", errors="replace"))
+    positions = {rid: p.line_col(off) for rid, off in p.def_pos.items()}
+    return ParsedGrammar(p.rules, p.symbol_ids, data.decode("utf-8", errors="replace"), positions)
 
 
 def format_rules(g: ParsedGrammar) -> str:
@@ -134,13 +137,20 @@ class _Parser:
         self.symbol_ids: dict[str, int] = {}
         self.rules: list[list[Element]] = []
         self.first_ref: dict[int, int] = {}  # rule id -> byte offset of its first reference
+        self.def_pos: dict[int, int] = {}  # rule id -> byte offset of the definition it is from
+        self.cur_def = 0
 
     # --- errors -------------------------------------------------------------------------------
-    def fail(self, msg: str, pos: int) -> None:
+    def line_col(self, pos: int) -> tuple[int, int]:
         pos = min(pos, self.n)
         line = self.s.count(b"\n", 0, pos) + 1
         line_start = self.s.rfind(b"\n", 0, pos) + 1
-        col = len(self.s[line_start:pos].decode("utf-8", errors="replace")) + 1
+        return line, len(self.s[line_start:pos].decode("utf-8", errors="replace")) + 1
+
+    def fail(self, msg: str, pos: int) -> None:
+        pos = min(pos, self.n)
+        line, col = self.line_col(pos)
+        line_start = self.s.rfind(b"\n", 0, pos) + 1
         end = self.s.find(b"\n", pos)
         text = self.s[line_start:end if end >= 0 else self.n].decode("utf-8", errors="replace")
         err = GrammarError(f"{msg} at line {line}, column {col}: {text.strip()!r}")
@@ -154,6 +164,7 @@ class _Parser:
     def generate_symbol_id(self, base: str) -> int:
         next_id = len(self.symbol_ids)
         self.symbol_ids[f"{base}_{next_id}"] = next_id
+        self.def_pos[next_id] = self.cur_def
         return next_id
 
     def add_rule(self, rule_id: int, rule: list[Element]) -> None:
@@ -290,6 +301,7 @@ class _Parser:
         name = s[pos:name_end].decode("ascii")
         after = self.parse_space(name_end, False)
         rule_id = self.get_symbol_id(name)
+        self.def_pos[rule_id] = self.cur_def = pos
         if s[after:after + 3] != b"::=":
             self.fail("expecting ::=", after)
         pos = self.parse_space(after + 3, True)

@@ -25,8 +25,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from emel.errors import GrammarError
-from emel.grammar.matcher import (CHAR, CHAR_ALT, CHAR_NOT, CHAR_RNG_UPPER, DEAD, Grammar,
-                                  GrammarState, decode_utf8)
+from emel.grammar.matcher import (CHAR, CHAR_ALT, CHAR_NOT, CHAR_RNG_UPPER, DEAD, TOKEN,
+                                  TOKEN_NOT, Grammar, GrammarState, decode_utf8)
 from emel.grammar.parser import parse
 from emel.grammar.walk import UNKNOWN, grammar_trie_walk
 from emel.sampling.samplers import Sampler
@@ -66,7 +66,8 @@ class GrammarVocab:
             cps, partial = decode_utf8(piece)
             if partial[1] < 0:
                 continue  # invalid UTF-8 start: rejected in every state without a partial
-            pid = partial_ids.setdefault(partial, len(partial_ids))
+            # decode_utf8 leaves the last value in a complete partial: all of those are "none"
+            pid = 0 if partial[1] == 0 else partial_ids.setdefault(partial, len(partial_ids))
             keys.append((tuple(cps), tid, pid))
         self.cont_tokens = np.array(cont, np.int32)
         self.partials = [p for p, _ in sorted(partial_ids.items(), key=lambda kv: kv[1])]
@@ -156,6 +157,7 @@ class _Tables:
         self.miss = [np.zeros(_MISS_CAP, np.int32) for _ in range(3)]
         self.stack_node = np.zeros(vocab.n_nodes + 1, np.int32)
         self.stack_state = np.zeros(vocab.n_nodes + 1, np.int32)
+        self._partial_vecs: dict[int, np.ndarray] = {}  # char element -> int8[n_pid] matches
         self._clear()
 
     def _clear(self) -> None:
@@ -229,10 +231,25 @@ class _Tables:
                     nxt = self.g.transition(st, self.bounds[key])
                     self._sync()
                     self.trans[st, key] = nxt if nxt != DEAD else DEAD
-                else:
-                    self.partial_ok[st, key] = 1 if self.g.end_ok(st, self.v.partials[key]) else 0
+                elif self.partial_ok[st, key] < 0:
+                    self.partial_ok[st] = self._partial_row(st)
         self.remember(sid, allowed)
         return allowed
+
+    def _partial_row(self, sid: int) -> np.ndarray:
+        """int8[n_pid]: which partial UTF-8 endings a token may have in state `sid` (end_ok)."""
+        row = np.array([p[1] == 0 for p in self.v.partials], np.int8)
+        g = self.g
+        for pos in {s[-1] for s in g.state_stacks[sid] if s}:
+            if g.types[pos] in (TOKEN, TOKEN_NOT):
+                continue
+            vec = self._partial_vecs.get(pos)
+            if vec is None:
+                vec = np.array([g.match_partial_char(pos, p) if p[1] else True
+                                for p in self.v.partials], np.int8)
+                self._partial_vecs[pos] = vec
+            row |= vec
+        return row
 
     def remember(self, key, allowed: np.ndarray) -> None:
         if len(self.masks) >= _MAX_CACHED_MASKS:

@@ -1,4 +1,4 @@
-"""The iteration order of llama.cpp's `std::unordered_map<std::string, llama_token>`.
+"""libstdc++ orderings llama.cpp's vocabulary depends on: unordered_map iteration, std::sort.
 
 llama.cpp auto-detects EOT and FIM tokens by walking `token_to_id`, an unordered map, and keeps
 the first match; which one that is depends on libstdc++: its string hash (`std::_Hash_bytes`,
@@ -166,3 +166,164 @@ def _replay(data, offsets, primes, fast):
         k += 1
         p = nxt[p]
     return rank
+
+
+def sort_by_length_desc(ids: list[int], lengths: np.ndarray) -> list[int]:
+    """`std::sort(ids, [](a, b) { return len(a) > len(b); })` with libstdc++'s introsort.
+
+    llama.cpp orders its special-token cache this way; std::sort is not stable, so among tokens
+    of equal length the order is libstdc++'s, which the partition of overlapping tokens sees.
+    """
+    arr = np.asarray(ids, dtype=np.int64)
+    if arr.size > 1:
+        _introsort(arr, np.ascontiguousarray(lengths, dtype=np.int64))
+    return arr.tolist()
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _less(key, a, b):
+    return key[a] > key[b]
+
+
+@njit(cache=True, nogil=True)
+def _introsort(arr, key):
+    n = arr.size
+    depth = 0
+    m = n
+    while m > 1:
+        m >>= 1
+        depth += 1
+    # explicit stack of (first, last, depth_limit) replaying __introsort_loop's recursion order
+    stack = np.empty((2 * 64 + 8, 3), dtype=np.int64)
+    stack[0, 0] = 0
+    stack[0, 1] = n
+    stack[0, 2] = depth * 2  # std::__lg(n) * 2
+    sp = 1
+    while sp > 0:
+        sp -= 1
+        first = stack[sp, 0]
+        last = stack[sp, 1]
+        limit = stack[sp, 2]
+        while last - first > 16:
+            if limit == 0:
+                _heap_sort(arr, key, first, last)
+                break
+            limit -= 1
+            cut = _partition_pivot(arr, key, first, last)
+            # recurse on [cut, last) first, then loop on [first, cut): push the loop part
+            # underneath so the right part is fully handled before it
+            stack[sp, 0] = first
+            stack[sp, 1] = cut
+            stack[sp, 2] = limit
+            sp += 1
+            first = cut
+            # the right part continues in this loop with the same limit
+    _final_insertion_sort(arr, key, 0, n)
+
+
+@njit(cache=True, nogil=True)
+def _partition_pivot(arr, key, first, last):
+    mid = first + (last - first) // 2
+    a = first + 1
+    b = mid
+    c = last - 1
+    if _less(key, arr[a], arr[b]):
+        if _less(key, arr[b], arr[c]):
+            arr[first], arr[b] = arr[b], arr[first]
+        elif _less(key, arr[a], arr[c]):
+            arr[first], arr[c] = arr[c], arr[first]
+        else:
+            arr[first], arr[a] = arr[a], arr[first]
+    elif _less(key, arr[a], arr[c]):
+        arr[first], arr[a] = arr[a], arr[first]
+    elif _less(key, arr[b], arr[c]):
+        arr[first], arr[c] = arr[c], arr[first]
+    else:
+        arr[first], arr[b] = arr[b], arr[first]
+    lo = first + 1
+    hi = last
+    pivot = arr[first]
+    while True:
+        while _less(key, arr[lo], pivot):
+            lo += 1
+        hi -= 1
+        while _less(key, pivot, arr[hi]):
+            hi -= 1
+        if not lo < hi:
+            return lo
+        arr[lo], arr[hi] = arr[hi], arr[lo]
+        lo += 1
+
+
+@njit(cache=True, nogil=True)
+def _final_insertion_sort(arr, key, first, last):
+    if last - first > 16:
+        _insertion_sort(arr, key, first, first + 16)
+        for i in range(first + 16, last):
+            _linear_insert(arr, key, i)
+    else:
+        _insertion_sort(arr, key, first, last)
+
+
+@njit(cache=True, nogil=True)
+def _insertion_sort(arr, key, first, last):
+    if first == last:
+        return
+    for i in range(first + 1, last):
+        if _less(key, arr[i], arr[first]):
+            val = arr[i]
+            for j in range(i, first, -1):
+                arr[j] = arr[j - 1]
+            arr[first] = val
+        else:
+            _linear_insert(arr, key, i)
+
+
+@njit(cache=True, nogil=True)
+def _linear_insert(arr, key, last):
+    val = arr[last]
+    nxt = last - 1
+    while nxt >= 0 and _less(key, val, arr[nxt]):
+        arr[last] = arr[nxt]
+        last = nxt
+        nxt -= 1
+    arr[last] = val
+
+
+@njit(cache=True, nogil=True)
+def _adjust_heap(arr, key, first, hole, n, value):
+    top = hole
+    second = hole
+    while second < (n - 1) // 2:
+        second = 2 * (second + 1)
+        if _less(key, arr[first + second], arr[first + second - 1]):
+            second -= 1
+        arr[first + hole] = arr[first + second]
+        hole = second
+    if (n & 1) == 0 and second == (n - 2) // 2:
+        second = 2 * (second + 1)
+        arr[first + hole] = arr[first + second - 1]
+        hole = second - 1
+    parent = (hole - 1) // 2
+    while hole > top and _less(key, arr[first + parent], value):
+        arr[first + hole] = arr[first + parent]
+        hole = parent
+        parent = (hole - 1) // 2
+    arr[first + hole] = value
+
+
+@njit(cache=True, nogil=True)
+def _heap_sort(arr, key, first, last):
+    n = last - first
+    if n >= 2:
+        parent = (n - 2) // 2
+        while True:
+            _adjust_heap(arr, key, first, parent, n, arr[first + parent])
+            if parent == 0:
+                break
+            parent -= 1
+    while last - first > 1:
+        last -= 1
+        value = arr[last]
+        arr[last] = arr[first]
+        _adjust_heap(arr, key, first, 0, last - first, value)

@@ -43,6 +43,22 @@ class Tokenizer:
         return self.vocab.is_eog(token)
 
     @property
+    def eog_ids(self) -> frozenset:
+        return self.vocab.eog_ids
+
+    @property
+    def bos(self) -> int:
+        return self.vocab.bos
+
+    @property
+    def eos(self) -> int:
+        return self.vocab.eos
+
+    @property
+    def eot(self) -> int:
+        return self.vocab.eot
+
+    @property
     def nl(self) -> int:
         """The newline token (llama_vocab_nl), found as impl::load finds it."""
         v = self.vocab

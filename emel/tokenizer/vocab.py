@@ -2,8 +2,8 @@
 
 Follows llama.cpp src/llama-vocab.cpp `llama_vocab::impl::load`. Where llama.cpp keeps the first
 match while iterating its `std::unordered_map` (auto-detected EOT and FIM ids), emel replays
-libstdc++'s iteration order (stdmap.py). Difference on purpose: special tokens of equal length
-are ordered by id (llama.cpp's `std::sort` is unstable, so its order there is unspecified).
+libstdc++'s iteration order, and it orders the special-token cache with a replay of libstdc++'s
+(unstable) `std::sort`, so overlapping special tokens of equal length split text as there.
 """
 
 from __future__ import annotations
@@ -470,7 +470,9 @@ def _load(meta: dict) -> Vocab:
 
     special_mask = int(TokenAttr.CONTROL | TokenAttr.USER_DEFINED | TokenAttr.UNKNOWN)
     special = np.nonzero(attrs & special_mask)[0].tolist()
-    special.sort(key=lambda t: -len(tokens[t]))
+    if len(special) > 1:
+        from .stdmap import sort_by_length_desc
+        special = sort_by_length_desc(special, np.fromiter(map(len, tokens), np.int64, count=n))
 
     # per-model token attributes
     model_name = str(meta.get("general.name", "") or "").lower()

@@ -1,24 +1,26 @@
 """Matrix times activations for GGML weights: out = W @ x, with llama.cpp's CPU numerics.
 
 Follows ggml_compute_forward_mul_mat (ggml/src/ggml-cpu/ggml-cpu.c): each activation row is first
-converted to the weight type's `vec_dot_type` (kernels.cpu.q8: Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for
-Q4_1/Q5_1, Q8_K for Q4_K/Q5_K/Q6_K, F16 for F16, BF16 for BF16, F32 for F32), then every output
-is the row dot `ggml_vec_dot_<type>` of arch/x86/quants.c (AVX2 path): integer block dots, float
-scaling per block. For Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K the result is
-bit-identical to llama.cpp (proved against parity_fixtures/matmul). Q4_K weights with a multiple
-of 8 rows follow llama.cpp's repacked kernels instead, as its x86 AVX2 builds do by default
-(repack.cpp gemv/gemm_q4_K_8x8_q8_K: same integer sums, other float steps; see llama_cpp_kinds).
+converted to the weight type's `vec_dot_type` (kernels.cpu.q8: Q8_0 for Q4_0/Q5_0/Q8_0/IQ4_NL,
+Q8_1 for Q4_1/Q5_1, Q8_K for Q4_K/Q5_K/Q6_K/IQ4_XS, F16 / BF16 / F32 for themselves), then every
+output is the row dot `ggml_vec_dot_<type>` of arch/x86/quants.c (AVX2 path): integer block
+dots, float scaling per block. For Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL and
+IQ4_XS the result is bit-identical to llama.cpp (proved against parity_fixtures/matmul; IQ4_NL
+and IQ4_XS run plain @njit loops, without SIMD). Q4_K weights with a multiple of 8 rows follow
+llama.cpp's repacked kernels instead, as its x86 AVX2 builds do by default (repack.cpp
+gemv/gemm_q4_K_8x8_q8_K: same integer sums, other float steps; see llama_cpp_kinds).
 llamafile's sgemm, which llama.cpp uses for Q4_0/Q5_0/Q8_0 prompts, gives the same numbers as
-vec_dot. Not mirrored: llama.cpp's repacked Q4_0 / IQ4_NL kernels, and the float orders of its
-F32/F16/BF16 dots (ours: float32 lanes; ~1e-6 relative).
+vec_dot. Not mirrored: llama.cpp's repacked Q4_0 / IQ4_NL kernels (weights with rows % 8 == 0;
+same integer sums, ~1e-6 relative), and the float orders of its F32/F16/BF16 dots (ours: float32
+lanes; ~1e-6 relative).
 
 The weight is read in its GGUF block layout. Decode (fewer than 4 tokens) takes two weight rows
 per SIMD dot (independent FMA chains); prefill decodes each weight block once for 4 tokens and
 keeps a weight row in L1 for a tile of 32 tokens. Every output keeps its own accumulators, so the
 numbers never depend on the tiling or the thread count.
 
-Other types (Q2_K, Q3_K, IQ*, TQ*, MXFP4, NVFP4) take a slower path: x is quantized to Q8_K
-(Q8_0 for IQ4_NL/MXFP4/NVFP4) exactly as llama.cpp does and turned back into float32 values d*q;
+Other types (Q2_K, Q3_K, IQ1/IQ2/IQ3, TQ*, MXFP4, NVFP4) take a slower path: x is quantized to Q8_K
+(Q8_0 for MXFP4/NVFP4) exactly as llama.cpp does and turned back into float32 values d*q;
 each weight row is dequantized (kernels.cpu.quants.dequantize_row) and dotted with them in
 float32, so only the float rounding differs from llama.cpp's integer dots (<= 1e-5 of sum|terms|).
 
@@ -71,6 +73,8 @@ GGML_TYPE_Q4_K = 12
 GGML_TYPE_Q5_K = 13
 GGML_TYPE_Q6_K = 14
 GGML_TYPE_Q8_K = 15
+GGML_TYPE_IQ4_NL = 20
+GGML_TYPE_IQ4_XS = 23
 GGML_TYPE_BF16 = 30
 # internal kinds: Q4_K with the float steps of llama.cpp's repacked x86 kernels (repack.cpp)
 _Q4_K_R8_GEMV = 1012
@@ -82,6 +86,7 @@ VEC_DOT_TYPE = {
     GGML_TYPE_Q4_0: GGML_TYPE_Q8_0, GGML_TYPE_Q5_0: GGML_TYPE_Q8_0, GGML_TYPE_Q8_0: GGML_TYPE_Q8_0,
     GGML_TYPE_Q4_1: GGML_TYPE_Q8_1, GGML_TYPE_Q5_1: GGML_TYPE_Q8_1,
     GGML_TYPE_Q4_K: GGML_TYPE_Q8_K, GGML_TYPE_Q5_K: GGML_TYPE_Q8_K, GGML_TYPE_Q6_K: GGML_TYPE_Q8_K,
+    GGML_TYPE_IQ4_NL: GGML_TYPE_Q8_0, GGML_TYPE_IQ4_XS: GGML_TYPE_Q8_K,
 }
 FAST_TYPES = frozenset(VEC_DOT_TYPE)
 
@@ -184,17 +189,20 @@ def has_fast_path(ggml_type):
     return (ggml_type == GGML_TYPE_F32 or ggml_type == GGML_TYPE_F16 or ggml_type == GGML_TYPE_BF16
             or ggml_type == GGML_TYPE_Q4_0 or ggml_type == GGML_TYPE_Q4_1 or ggml_type == GGML_TYPE_Q5_0
             or ggml_type == GGML_TYPE_Q5_1 or ggml_type == GGML_TYPE_Q8_0 or ggml_type == GGML_TYPE_Q4_K
-            or ggml_type == GGML_TYPE_Q5_K or ggml_type == GGML_TYPE_Q6_K)
+            or ggml_type == GGML_TYPE_Q5_K or ggml_type == GGML_TYPE_Q6_K or ggml_type == GGML_TYPE_IQ4_NL
+            or ggml_type == GGML_TYPE_IQ4_XS)
 
 
 @njit(cache=True, nogil=True)
 def _act_layout(ggml_type):
     """(elements per block, bytes per block) of ggml_type's vec_dot_type; (0, 0) if no fast path."""
-    if ggml_type == GGML_TYPE_Q4_0 or ggml_type == GGML_TYPE_Q5_0 or ggml_type == GGML_TYPE_Q8_0:
+    if (ggml_type == GGML_TYPE_Q4_0 or ggml_type == GGML_TYPE_Q5_0 or ggml_type == GGML_TYPE_Q8_0
+            or ggml_type == GGML_TYPE_IQ4_NL):
         return 32, 34
     if ggml_type == GGML_TYPE_Q4_1 or ggml_type == GGML_TYPE_Q5_1:
         return 32, 36
-    if ggml_type == GGML_TYPE_Q4_K or ggml_type == GGML_TYPE_Q5_K or ggml_type == GGML_TYPE_Q6_K:
+    if (ggml_type == GGML_TYPE_Q4_K or ggml_type == GGML_TYPE_Q5_K or ggml_type == GGML_TYPE_Q6_K
+            or ggml_type == GGML_TYPE_IQ4_XS):
         return 256, 292
     if ggml_type == GGML_TYPE_F32:
         return 1, 4
@@ -222,6 +230,10 @@ def _weight_layout(ggml_type):
         return 256, 176
     if ggml_type == GGML_TYPE_Q6_K:
         return 256, 210
+    if ggml_type == GGML_TYPE_IQ4_NL:
+        return 32, 18
+    if ggml_type == GGML_TYPE_IQ4_XS:
+        return 256, 136
     if ggml_type == GGML_TYPE_F32:
         return 1, 4
     if ggml_type == GGML_TYPE_F16 or ggml_type == GGML_TYPE_BF16:
@@ -241,11 +253,13 @@ def act_nbytes(ggml_type, n_tokens, n_cols):
 @njit(cache=True, nogil=True)
 def quantize_act(x, ggml_type, n_tokens, n_cols, xq):
     """Convert x: float32[n_tokens * n_cols] to ggml_type's vec_dot_type in xq: uint8[act_nbytes]."""
-    if ggml_type == GGML_TYPE_Q4_0 or ggml_type == GGML_TYPE_Q5_0 or ggml_type == GGML_TYPE_Q8_0:
+    if (ggml_type == GGML_TYPE_Q4_0 or ggml_type == GGML_TYPE_Q5_0 or ggml_type == GGML_TYPE_Q8_0
+            or ggml_type == GGML_TYPE_IQ4_NL):
         quantize_row_q8_0(x, n_tokens, n_cols, xq)
     elif ggml_type == GGML_TYPE_Q4_1 or ggml_type == GGML_TYPE_Q5_1:
         quantize_row_q8_1(x, n_tokens, n_cols, xq)
-    elif ggml_type == GGML_TYPE_Q4_K or ggml_type == GGML_TYPE_Q5_K or ggml_type == GGML_TYPE_Q6_K:
+    elif (ggml_type == GGML_TYPE_Q4_K or ggml_type == GGML_TYPE_Q5_K or ggml_type == GGML_TYPE_Q6_K
+          or ggml_type == GGML_TYPE_IQ4_XS):
         quantize_row_q8_K(x, n_tokens, n_cols, xq)
     elif ggml_type == GGML_TYPE_F16:
         quantize_row_f16(x, n_tokens, n_cols, xq)
@@ -289,6 +303,10 @@ def _dot(ggml_type, w, woff, xq, xoff, nb):
         return _dot_q6_k(w, woff, xq, xoff, nb)
     if ggml_type == GGML_TYPE_Q5_K:
         return _dot_q5_k(w, woff, xq, xoff, nb)
+    if ggml_type == GGML_TYPE_IQ4_NL:
+        return vec_dot.vec_dot_iq4_nl_q8_0(w, woff, xq, xoff, nb)
+    if ggml_type == GGML_TYPE_IQ4_XS:
+        return vec_dot.vec_dot_iq4_xs_q8_k(w, woff, xq, xoff, nb)
     if ggml_type == GGML_TYPE_Q8_0:
         return _dot_q8_0(w, woff, xq, xoff, nb)
     if ggml_type == GGML_TYPE_Q5_0:

@@ -323,3 +323,78 @@ def vec_dot_q4_k_r8_gemv(w, woff, x, xoff, nb):
 @njit(cache=True, nogil=True)
 def vec_dot_q4_k_r8_gemm(w, woff, x, xoff, nb):
     return _q4_k_r8(w, woff, x, xoff, nb, True)
+
+
+_KVALUES_IQ4NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.int32)
+
+
+@njit(cache=True, nogil=True)
+def _iq4_lanes(w, qo, x, xq0, kv, lanes):
+    """lanes[l] = sum over elements 4l..4l+3 of kvalues[nibble] * q8 for one 32-value block."""
+    for lane in range(8):
+        s = 0
+        for k in range(4):
+            e = 4 * lane + k
+            b = np.int32(w[qo + (e & 15)])
+            nib = (b & 15) if e < 16 else (b >> 4)
+            s += kv[nib] * _s8(x[xq0 + e])
+        lanes[lane] = s
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_iq4_nl_q8_0(w, woff, x, xoff, nb):
+    """ggml_vec_dot_iq4_nl_q8_0 (AVX2): even blocks into accum1, odd into accum2, then
+    hsum_float_8(accum1 + accum2); an odd last block is added as sumf + d * isum (two roundings)."""
+    kv = _KVALUES_IQ4NL
+    acc1 = np.zeros(8, np.float32)
+    acc2 = np.zeros(8, np.float32)
+    lanes = np.empty(8, np.int32)
+    npair = nb // 2
+    for ip in range(npair):
+        for h in range(2):
+            ib = 2 * ip + h
+            bo = woff + ib * 18
+            xo = xoff + ib * 34
+            d = _f16(x, xo) * _f16(w, bo)
+            _iq4_lanes(w, bo + 2, x, xo + 2, kv, lanes)
+            for lane in range(8):
+                if h == 0:
+                    acc1[lane] = fma_f32(d, np.float32(lanes[lane]), acc1[lane])
+                else:
+                    acc2[lane] = fma_f32(d, np.float32(lanes[lane]), acc2[lane])
+    for lane in range(8):
+        acc1[lane] = acc1[lane] + acc2[lane]
+    sumf = hsum8(acc1)
+    if nb % 2 == 1:
+        ib = nb - 1
+        bo = woff + ib * 18
+        xo = xoff + ib * 34
+        d = _f16(x, xo) * _f16(w, bo)
+        _iq4_lanes(w, bo + 2, x, xo + 2, kv, lanes)
+        sumf = sumf + d * np.float32(lanes.sum())  # not fused in llama.cpp's build (fixture)
+    return sumf
+
+
+@njit(cache=True, nogil=True)
+def vec_dot_iq4_xs_q8_k(w, woff, x, xoff, nb):
+    """ggml_vec_dot_iq4_xs_q8_K (AVX2): per super-block, 8 int lanes summed over the 8 sub-blocks
+    (each scaled by its 6-bit scale - 32), one FMA with d * y.d per lane, hsum_float_8 at the end."""
+    kv = _KVALUES_IQ4NL
+    acc = np.zeros(8, np.float32)
+    lanes = np.empty(8, np.int32)
+    tot = np.empty(8, np.int32)
+    for ibl in range(nb):
+        bo = woff + ibl * 136
+        xo = xoff + ibl * 292
+        sh = np.int32(w[bo + 2]) | (np.int32(w[bo + 3]) << 8)
+        tot[:] = 0
+        for ib in range(8):
+            sl = np.int32(w[bo + 4 + ib // 2])
+            ls = (((sl >> (4 * (ib % 2))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) - 32
+            _iq4_lanes(w, bo + 8 + 16 * ib, x, xo + 4 + 32 * ib, kv, lanes)
+            for lane in range(8):
+                tot[lane] += ls * lanes[lane]
+        d = _f16(w, bo) * _f32(x, xo)
+        for lane in range(8):
+            acc[lane] = fma_f32(d, np.float32(tot[lane]), acc[lane])
+    return hsum8(acc)

@@ -28,7 +28,6 @@ import numpy as np
 from numba import config, cuda
 
 from kernels.cuda import tuning
-from kernels.cuda.quants_base import f16_to_f32
 
 _EXP_R = np.float32(float.fromhex("0x1.8p23"))
 _EXP_LOG2E = np.float32(float.fromhex("0x1.715476p+0"))
@@ -47,38 +46,48 @@ _ATTN_MAX = tuning.ATTN_THREADS_MAX
 # Float helpers (device functions)
 
 if config.ENABLE_CUDASIM:
+    # Under the simulator, device functions are plain Python functions called by the simulated
+    # kernels: its device-function wrapper swaps this module's globals on every call, which makes
+    # the tests ~10x slower. (The kernels are still simulated kernels; `cuda` inside these
+    # helpers resolves to the simulator's API while a kernel runs, as it does for the kernels.)
+    def _device(fn):
+        return fn
+else:
+    _device = cuda.jit(device=True)
+
+if config.ENABLE_CUDASIM:
     # The simulator runs kernels as Python on NumPy scalars: its cuda.fma rounds twice and it has
     # no libdevice. The float64 product of two float32 values is exact, so one rounding remains.
-    @cuda.jit(device=True)
+    @_device
     def fma32(a, b, c):
         """a*b + c in float32 with one rounding."""
         return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
 
-    @cuda.jit(device=True)
+    @_device
     def _mul_rn(a, b):
         return np.float32(np.float32(a) * np.float32(b))
 
-    @cuda.jit(device=True)
+    @_device
     def _add_rn(a, b):
         return np.float32(np.float32(a) + np.float32(b))
 else:
     from numba.cuda import libdevice
 
-    @cuda.jit(device=True)
+    @_device
     def fma32(a, b, c):
         """a*b + c in float32 with one rounding."""
         return libdevice.fmaf(np.float32(a), np.float32(b), np.float32(c))
 
-    @cuda.jit(device=True)
+    @_device
     def _mul_rn(a, b):
         return libdevice.fmul_rn(np.float32(a), np.float32(b))
 
-    @cuda.jit(device=True)
+    @_device
     def _add_rn(a, b):
         return libdevice.fadd_rn(np.float32(a), np.float32(b))
 
 
-@cuda.jit(device=True)
+@_device
 def _round_half_even(q):
     """q (float64, >= 0) rounded to the nearest integer, ties to even; exact."""
     r = math.floor(q)
@@ -88,7 +97,7 @@ def _round_half_even(q):
     return r
 
 
-@cuda.jit(device=True)
+@_device
 def f32_to_f16_bits(x):
     """Round a float32 to the nearest F16 (ties to even); returns the bit pattern as int32.
 
@@ -112,13 +121,22 @@ def f32_to_f16_bits(x):
     return np.int32(sign | (be << 10) | (r - 1024))
 
 
-@cuda.jit(device=True)
+@_device
 def round_f16(x):
-    """x rounded to the nearest F16 value, as float32."""
-    return f16_to_f32(f32_to_f16_bits(x))
+    """x rounded to the nearest F16 value, as float32 (the value of f32_to_f16_bits(x))."""
+    h = f32_to_f16_bits(x)
+    e = (h >> 10) & 0x1F
+    m = h & 0x3FF
+    if e == 0x1F:
+        v = np.float32(math.inf) if m == 0 else np.float32(math.nan)
+    elif e == 0:
+        v = np.float32(math.ldexp(np.float64(m), -24))
+    else:
+        v = np.float32(math.ldexp(np.float64(m | 0x400), int(e - 25)))
+    return -v if (h & 0x8000) != 0 else v
 
 
-@cuda.jit(device=True)
+@_device
 def v_expf(x):
     """One lane of ggml_v_expf (vec.h, AVX-512 build), as kernels.cpu.ops.v_expf."""
     x = np.float32(x)
@@ -141,13 +159,13 @@ def v_expf(x):
     return _mul_rn(_mul_rn(j, np.float32(math.ldexp(1.0, 127))), np.float32(math.ldexp(1.0, ni - 127)))
 
 
-@cuda.jit(device=True)
+@_device
 def _expf(x):
     """expf (libm) of a float32: evaluated in double, rounded to float32."""
     return np.float32(math.exp(np.float64(np.float32(x))))
 
 
-@cuda.jit(device=True)
+@_device
 def reduce16(lanes, o):
     """_mm512_reduce_add_ps of lanes[o:o+16] in GCC's order (halves, quarters, pairs)."""
     t0 = lanes[o + 0] + lanes[o + 8]
@@ -165,7 +183,7 @@ def reduce16(lanes, o):
     return np.float32(np.float32(u0 + u2) + np.float32(u1 + u3))
 
 
-@cuda.jit(device=True)
+@_device
 def dot_sgemm16(a, ao, b, bo, k, lanes):
     """llamafile tinyBLAS<16> order: one FMA chain per lane over k (k % 16 == 0), then reduce16."""
     for i in range(16):
@@ -176,7 +194,7 @@ def dot_sgemm16(a, ao, b, bo, k, lanes):
     return reduce16(lanes, 0)
 
 
-@cuda.jit(device=True)
+@_device
 def _fold64(lanes):
     """ggml_vec_dot_f16's reduction of 64 lanes: (0+2, 1+3), (0+1), reduce16."""
     for i in range(16):
@@ -187,7 +205,7 @@ def _fold64(lanes):
     return np.float64(reduce16(lanes, 0))
 
 
-@cuda.jit(device=True)
+@_device
 def dot_vec_f16(a, ao, b, bo, n, lanes):
     """ggml_vec_dot_f16 order (AVX-512): 64 FMA lanes over blocks of 64, tail in double."""
     np64 = n & ~63
@@ -202,7 +220,7 @@ def dot_vec_f16(a, ao, b, bo, n, lanes):
     return np.float32(s)
 
 
-@cuda.jit(device=True)
+@_device
 def _dot_vec_f16_strided(v, vo, stride, p, po, n, lanes):
     """dot_vec_f16 of v[vo + j*stride] (j < n) with p[po + j], skipping p == 0 terms (exact)."""
     np64 = n & ~63
@@ -218,7 +236,7 @@ def _dot_vec_f16_strided(v, vo, stride, p, po, n, lanes):
     return np.float32(s)
 
 
-@cuda.jit(device=True)
+@_device
 def _tree_sum_f64(partial, tid, nthreads):
     """partial[0] = sum of partial[:nthreads] (a power of two): pairs at distance n/2, n/4 .. 1."""
     s = nthreads // 2
@@ -229,7 +247,7 @@ def _tree_sum_f64(partial, tid, nthreads):
         s //= 2
 
 
-@cuda.jit(device=True)
+@_device
 def _tree_max_f32(partial, tid, nthreads):
     """partial[0] = max of partial[:nthreads] (a power of two), same pairing as _tree_sum_f64."""
     s = nthreads // 2
@@ -314,7 +332,7 @@ def scale_f32(x, s, out, n):
         out[i] = x[i] * s
 
 
-@cuda.jit(device=True)
+@_device
 def _silu_at(v, i, n16):
     """silu as the CPU computes element i: ggml_v_silu below n16, ggml_silu_f32 (expf) after."""
     e = v_expf(-v) if i < n16 else _expf(-v)

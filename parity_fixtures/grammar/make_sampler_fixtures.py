@@ -85,10 +85,9 @@ def main() -> int:
 
     data = (L.llama_token_data * n_vocab)()
     out = []
-    all_cases = ([c + ([], False) for c in CASES] + [c + (True,) for c in LAZY_CASES]
+    all_cases = ([c + ([], False) for c in CASES] + [c + (False,) for c in LAZY_CASES]
                  + [c + ([], True) for c in TOKEN_CASES])
     for name, grammar, text, patterns, parse_special in all_cases:
-        parse_special = name.startswith("tokens:")
         raw = text.encode("utf-8")
         toks = (L.llama_token * (len(raw) + 8))()
         n_tok = L.llama_tokenize(vocab, raw, len(raw), toks, len(raw) + 8, False, parse_special)

@@ -141,6 +141,30 @@ def _q4_k_repacked(cpu, rng, x, xq_k, arrays):
     arrays["out_Q4_K_r8_gemm"] = out_gemm
 
 
+def _iq4_nl_odd_blocks(cpu, rng, x, arrays):
+    """IQ4_NL rows of 3 blocks (96 values): the AVX2 loop takes blocks in pairs, then a tail."""
+    n_cols, n_rows = 96, 5
+    xs = np.ascontiguousarray(x[:, :n_cols])
+    xq = np.zeros(x.shape[0] * 3 * 34, np.uint8)
+    for t in range(x.shape[0]):
+        cpu.quantize_row_q8_0(xs[t].ctypes.data_as(ctypes.c_void_p), ctypes.c_void_p(xq.ctypes.data + t * 102),
+                              ctypes.c_int64(n_cols))
+    w = rng.integers(0, 256, n_rows * 3 * 18, dtype=np.uint8).reshape(-1, 18)
+    w[:, 0:2] = (rng.standard_normal(len(w)) * 0.02).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    w = w.reshape(-1)
+    out = np.zeros((x.shape[0], n_rows), np.float32)
+    s = ctypes.c_float()
+    for t in range(x.shape[0]):
+        for r in range(n_rows):
+            cpu.ggml_vec_dot_iq4_nl_q8_0(ctypes.c_int(n_cols), ctypes.byref(s), ctypes.c_size_t(0),
+                                         ctypes.c_void_p(w.ctypes.data + r * 54), ctypes.c_size_t(0),
+                                         ctypes.c_void_p(xq.ctypes.data + t * 102), ctypes.c_size_t(0),
+                                         ctypes.c_int(1))
+            out[t, r] = s.value
+    arrays["w_IQ4_NL_96"] = w
+    arrays["out_IQ4_NL_96"] = out
+
+
 def main():
     cpu, version = _load_ggml()
     rng = np.random.default_rng(SEED)
@@ -173,6 +197,7 @@ def main():
         arrays[f"w_{tname}"] = w
         arrays[f"out_{tname}"] = out
     _q4_k_repacked(cpu, rng, x, arrays["xq_q8_K"], arrays)
+    _iq4_nl_odd_blocks(cpu, rng, x, arrays)
     meta = {
         "llama_cpp_python": version, "seed": SEED, "n_cols": N_COLS, "n_rows": N_ROWS,
         "n_tokens": n_tokens, "types": {k: v[0] for k, v in TYPES.items()},

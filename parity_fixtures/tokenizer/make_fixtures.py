@@ -172,8 +172,12 @@ def record(name: str, path: Path, rng: random.Random) -> dict:
                 pass
     rng_s = random.Random(rng.random())
     specials = rng_s.sample(special_texts, min(12, len(special_texts)))
+    strings = random_strings(rng, specials)
+    if "test-mini" in name:  # runs of overlapping user-defined tokens
+        strings += ["".join(rng.choice("xyz xy") for _ in range(rng.randint(3, 40))).encode()
+                    for _ in range(60)]
     cases = []
-    for s in random_strings(rng, specials):
+    for s in strings:
         ids = v.tokenize(s, False, False)
         ids_sp = v.tokenize(s, True, True)
         cases.append({

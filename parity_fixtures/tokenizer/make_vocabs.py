@@ -174,9 +174,16 @@ def hybriddna_mini(gpt2_vocab: Path) -> None:
 
 
 def test_mini() -> None:
-    """llama.cpp's `test` vocabulary type: ids are hashes of 5-byte chunks."""
-    tokens = [b"<s>", b"</s>"] + [b"t%d" % i for i in range(298)]
-    types = [gguf.TokenType.CONTROL] * 2 + [gguf.TokenType.NORMAL] * 298
+    """llama.cpp's `test` vocabulary type: ids are hashes of 5-byte chunks. Its user-defined
+    tokens over "xyz" overlap each other, so partitioning depends on the special-token order."""
+    import itertools
+
+    tokens = [b"<s>", b"</s>"] + [b"t%d" % i for i in range(262)]
+    types = [gguf.TokenType.CONTROL] * 2 + [gguf.TokenType.NORMAL] * 262
+    for k in (3, 2):
+        for combo in itertools.product(b"xyz", repeat=k):
+            tokens.append(bytes(combo))
+            types.append(gguf.TokenType.USER_DEFINED)
     path = HERE / "ggml-vocab-test-mini.gguf"
     w = _writer(path, len(tokens))
     w.add_tokenizer_model("test")

@@ -17,6 +17,9 @@ class _Scripted:
     def __init__(self, name, seconds, calls):
         self.name, self.seconds, self.calls = name, list(seconds), calls
 
+    def set_threads(self, n_threads):
+        self.calls.append((self.name, "threads", n_threads))
+
     def pp(self, tokens, n_batch):
         self.calls.append((self.name, "pp", len(tokens), n_batch))
         return self.seconds.pop(0)
@@ -54,6 +57,16 @@ def test_tg_warm_up_decodes_one_token():
     assert res.test == "tg3" and res.tok_s()[0] == 3.0
 
 
+def test_ratios_pair_runs_of_the_same_thread_count():
+    res = [bm.TestResult("m", "tg4", "emel", 2, 4, [2.0]),
+           bm.TestResult("m", "tg4", "llama.cpp", 2, 4, [1.0]),
+           bm.TestResult("m", "tg4", "emel", 1, 4, [1.0]),
+           bm.TestResult("m", "tg4", "llama.cpp", 1, 4, [4.0])]
+    machine = dict(bm.machine_info(), loadavg_start=[1.0] * 3, loadavg_end=[1.0] * 3)
+    lines = bm.json_lines(res, [], machine, {})
+    assert [(d["threads"], d["ratio"]) for d in lines] == [(2, 0.5), (1, 4.0)]
+
+
 def test_write_plans_keeps_rows_of_earlier_runs(tmp_path):
     path = tmp_path / "benchmarks.md"
     machine = dict(bm.machine_info(), loadavg_start=[2.0, 2, 2], loadavg_end=[3.0, 3, 3])
@@ -67,8 +80,9 @@ def test_write_plans_keeps_rows_of_earlier_runs(tmp_path):
         bm.write_plans(path, res, [lat], machine, {name: {"threading_layer": "omp"}})
     text = path.read_text()
     data = bm.read_plans_data(path)
-    assert set(data["throughput"]) == {"alpha|tg4|2", "beta|tg4|2"}
-    assert data["throughput"]["beta|tg4|2"]["ratio"] == pytest.approx(0.25)
+    policy = machine["omp_wait_policy"]
+    assert set(data["throughput"]) == {f"alpha|tg4|2|{policy}", f"beta|tg4|2|{policy}"}
+    assert data["throughput"][f"beta|tg4|2|{policy}"]["ratio"] == pytest.approx(0.25)
     assert "| alpha | tg4 | 2 | 2.00 (2.00 - 2.00) | 4.00 (4.00 - 4.00) | 0.500 |" in text
     assert set(data["latency"]) == {"alpha", "beta"} and "peak RSS 300 MiB" in text
 

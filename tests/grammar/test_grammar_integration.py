@@ -90,8 +90,9 @@ LEFT_RECURSIVE = [
 
 @pytest.mark.parametrize("text", LEFT_RECURSIVE)
 def test_failure_left_recursion(text):
-    with pytest.raises(GrammarError, match="left recursion"):
+    with pytest.raises(GrammarError, match="left recursion") as exc:
         Grammar.from_text(text)
+    assert exc.value.line >= 1 and exc.value.column >= 1
 
 
 def test_missing_and_custom_root_symbol():

@@ -46,10 +46,18 @@ def test_smollm2_pieces_and_eog_are_llama_cpps(smollm2_vocab):
 
 
 @pytest.mark.parametrize("case", FIXTURE["cases"], ids=[c["name"] for c in FIXTURE["cases"]])
-def test_allowed_tokens_match_llama_cpp_at_every_step(smollm2_vocab, case):
+def test_allowed_tokens_match_llama_cpp_at_every_step(smollm2_vocab, smollm2_path, case):
     _, _, gv = smollm2_vocab
     patterns = case["trigger_patterns"]
-    s = GrammarSampler(case["grammar"], "root", gv, lazy=bool(patterns), trigger_patterns=patterns)
+    tokenize = None
+    if case["parse_special"]:  # <name> token references, tokenized as llama-grammar.cpp does
+        import emel.gguf
+        from emel.tokenizer import Tokenizer
+
+        tok = Tokenizer.from_metadata(emel.gguf.read(smollm2_path).metadata)
+        tokenize = lambda b: tok.tokenize(b, add_special=False, parse_special=True)  # noqa: E731
+    s = GrammarSampler(case["grammar"], "root", gv, tokenize=tokenize, lazy=bool(patterns),
+                       trigger_patterns=patterns)
     bad = []
     for i, step in enumerate(case["steps"]):
         mask = _finite_mask(s, gv.n_vocab)
@@ -205,3 +213,13 @@ def test_random_grammar_accepted_and_masks_match_llama_cpp(smollm2_vocab, i):
         assert got == (step["n_allowed"], step["sha256"]), (k, got[0], step["n_allowed"])
         if k < len(case["tokens"]):
             s.accept(case["tokens"][k])
+
+
+def test_grammar_sampler_in_a_sampler_chain():
+    from emel.sampling import SamplerChain, greedy
+
+    pieces = [b"a", b"b", b"c", b"<eos>"]
+    chain = SamplerChain([GrammarSampler('root ::= "a" "b"', "root", pieces, eog=[3]), greedy()])
+    logits = np.array([0.0, 1.0, 2.0, 3.0], np.float32)  # the grammar must override the argmax
+    # after the grammar ends only eog stays allowed (accepting eog leaves the stacks as they are)
+    assert [chain.sample(logits) for _ in range(4)] == [0, 1, 3, 3]

@@ -30,7 +30,8 @@ PORTABLE = {"Q4_0": vec_dot.vec_dot_q4_0_q8_0, "Q4_1": vec_dot.vec_dot_q4_1_q8_1
             "Q5_0": vec_dot.vec_dot_q5_0_q8_0, "Q5_1": vec_dot.vec_dot_q5_1_q8_1,
             "Q8_0": vec_dot.vec_dot_q8_0_q8_0, "Q4_K": vec_dot.vec_dot_q4_k_q8_k,
             "Q5_K": vec_dot.vec_dot_q5_k_q8_k, "Q6_K": vec_dot.vec_dot_q6_k_q8_k}
-SLOW = ["Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS", "IQ2_XXS", "IQ3_S", "TQ2_0"]
+SLOW = ["Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S",
+        "TQ1_0", "TQ2_0"]
 
 
 @pytest.fixture(scope="module")
@@ -274,19 +275,21 @@ def test_float_weights_match_numpy(name, n_tokens):
     assert np.array_equal(p.reshape(got.shape).view(np.uint32), got.view(np.uint32))
 
 
+@pytest.mark.parametrize("n_tokens", [1, 2])
 @pytest.mark.parametrize("name,qk,bb,scales", [("Q3_K", 256, 110, (108,)), ("IQ4_NL", 32, 18, (0,))])
-def test_slow_path_matches_gguf_dequantize_on_odd_rows(name, qk, bb, scales):
+def test_slow_path_matches_gguf_dequantize_on_odd_rows(name, qk, bb, scales, n_tokens):
     rng = np.random.default_rng(2)
     n_rows, n_cols = 3, 256
     w = rng.integers(0, 256, n_rows * n_cols // qk * bb, dtype=np.uint8).reshape(-1, bb)
     for off in scales:
         w[:, off:off + 2] = (rng.standard_normal(len(w)) * 0.02).astype(np.float16).view(np.uint8).reshape(-1, 2)
     w = w.reshape(-1)
-    x = rng.standard_normal((2, n_cols)).astype(np.float32)
-    got = _run(name, w, n_rows, n_cols, x)
+    x = rng.standard_normal((n_tokens, n_cols)).astype(np.float32)
+    got = _run(name, w, n_rows, n_cols, x if n_tokens > 1 else np.ascontiguousarray(x[0]))
     wf = gguf_dequantize(w.reshape(n_rows, -1), GGMLQuantizationType[name]).astype(np.float64)
     xd = _slow_act(name, x)
-    assert np.all(np.abs(got - xd @ wf.T) <= 1e-5 * (np.abs(xd) @ np.abs(wf).T) + 1e-30)
+    ref, scale = xd @ wf.T, np.abs(xd) @ np.abs(wf).T
+    assert np.all(np.abs(got - ref.reshape(got.shape)) <= 1e-5 * scale.reshape(got.shape) + 1e-30)
 
 
 def test_one_and_two_threads_give_identical_results():
