@@ -444,3 +444,15 @@ def test_defrag_compacts_cells_and_rows_without_changing_masks():
     assert np.flatnonzero(m_after[0] == 0).tolist() == list(range(len(kept)))
     np.testing.assert_array_equal(c.k_view(0)[0, : len(kept)], rows)
     assert c.v_heads == [len(kept)]
+
+
+def test_contiguous_slot_search_restarts_after_an_occupied_cell():
+    """find_slot(cont=True), derived from llama_kv_cache::find_slot: a run of n usable cells."""
+    c = KVCache([0], 8, 8, 8, n_seq_max=2)
+    decode(c, Batch(token=[1] * 3, pos=[0, 0, 1], seq_id=[[0], [1], [0]], logits=[1] * 3))
+    c.seq_rm(0)  # cells 0 and 2 free again, cell 1 (seq 1) occupied, head back at 0
+    ub = BatchAllocator(10, 2).ubatch_reserve(2, 1)
+    assert c.find_slot(ub, cont=False).idxs[0].tolist() == [0, 2]
+    assert c.find_slot(ub, cont=True).idxs[0].tolist() == [2, 3]
+    big = BatchAllocator(10, 2).ubatch_reserve(8, 1)
+    assert c.find_slot(big, cont=True) is None and c.find_slot(big) is None

@@ -71,9 +71,14 @@ class Grammar:
 
     def __init__(self, parsed: ParsedGrammar, root: str = "root"):
         if not parsed.rules:
-            raise GrammarError("grammar has no rules")
+            err = GrammarError("grammar has no rules at line 1, column 1")
+            err.line, err.column = 1, 1
+            raise err
         if root not in parsed.symbol_ids:
-            raise GrammarError(f"grammar does not contain a '{root}' symbol")
+            err = GrammarError(f"grammar does not contain a '{root}' symbol (rules: "
+                               f"{', '.join(sorted(parsed.symbol_ids)[:8])})")
+            err.line = err.column = None  # nowhere in the text
+            raise err
         self.parsed = parsed
         self.root = root
         rules = parsed.rules

@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from emel.errors import GrammarError
-from emel.grammar.matcher import (CHAR, CHAR_ALT, CHAR_NOT, CHAR_RNG_UPPER, DEAD, TOKEN,
+from emel.grammar.matcher import (CHAR, CHAR_ALT, CHAR_NOT, CHAR_RNG_UPPER, TOKEN,
                                   TOKEN_NOT, Grammar, GrammarState, decode_utf8)
 from emel.grammar.parser import parse
 from emel.grammar.walk import UNKNOWN, grammar_trie_walk
@@ -154,6 +154,8 @@ class _Tables:
         cls = np.searchsorted(np.array(self.bounds, np.int64), vocab.alphabet, side="right") - 1
         self.child_cls = cls.astype(np.int32)[vocab.child_alpha]
         self.n_classes = len(self.bounds)
+        # forget the states (start the caches again) past about 128 MiB of transitions
+        self.max_states = max(1024, min(_MAX_STATES, (32 << 20) // self.n_classes))
         self.miss = [np.zeros(_MISS_CAP, np.int32) for _ in range(3)]
         self.stack_node = np.zeros(vocab.n_nodes + 1, np.int32)
         self.stack_state = np.zeros(vocab.n_nodes + 1, np.int32)
@@ -173,7 +175,7 @@ class _Tables:
         self.masks: dict = {}  # state id, or (state id, partial) -> uint8[n_vocab]
 
     def state_id(self, stacks) -> int:
-        if len(self.g.state_stacks) > _MAX_STATES:
+        if len(self.g.state_stacks) > self.max_states:
             self._clear()
         sid = self.g.intern(stacks)
         self._sync()
@@ -230,7 +232,7 @@ class _Tables:
                 if kind == 0:
                     nxt = self.g.transition(st, self.bounds[key])
                     self._sync()
-                    self.trans[st, key] = nxt if nxt != DEAD else DEAD
+                    self.trans[st, key] = nxt
                 elif self.partial_ok[st, key] < 0:
                     self.partial_ok[st] = self._partial_row(st)
         self.remember(sid, allowed)

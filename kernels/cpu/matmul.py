@@ -418,7 +418,6 @@ def matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out):
     for c in prange(n_chunks):
         r0 = c * _ROWS_PER_CHUNK
         r1 = min(r0 + _ROWS_PER_CHUNK, n_rows)
-        tile = np.empty(_TOKENS_PER_TILE * _ROWS_PER_CHUNK, np.float32)
         for t0 in range(0, n_tokens, _TOKENS_PER_TILE):
             t1 = min(t0 + _TOKENS_PER_TILE, n_tokens)
             if t1 - t0 < 4:  # decode: two weight rows at a time (independent FMA chains)
@@ -435,6 +434,7 @@ def matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out):
                 continue
             # results go to a (token, row) tile first: out rows of different tokens are n_rows * 4
             # bytes apart, often a multiple of 4 KiB, and scattered writes would thrash the cache
+            tile = np.empty(_TOKENS_PER_TILE * _ROWS_PER_CHUNK, np.float32)
             for r in range(r0, r1):
                 i = r - r0
                 t = t0

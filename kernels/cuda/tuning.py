@@ -30,5 +30,5 @@ class Tuning:
 
 DEFAULT = Tuning()
 # tiny launches for the CUDA simulator: few threads and blocks, so grid-stride loops are exercised
-SIMULATOR = Tuning(elementwise_threads=8, row_threads=4, attn_threads=4, matmul_threads=4,
+SIMULATOR = Tuning(elementwise_threads=8, row_threads=4, attn_threads=4, matmul_threads=2,
                    max_blocks=3)

@@ -207,6 +207,7 @@ def vocab_paths() -> dict[str, Path]:
 
 
 PRE_BASE = "ggml-vocab-gpt-2.gguf"
+SPM_PRE_BASE = "ggml-vocab-gemma-4.gguf"
 N_PRE_STRINGS = 40
 PRE_EXTRA = [b"I'M HERE, YOU'RE there; we'LL see 'S", b"12345678901 2 34 567 8901",
              b"\r\n\r\n  \n\t x\r\ny", "漢字かなカナ한국어 ㄱㄴ ㄅㄆ".encode(),
@@ -230,29 +231,49 @@ def pre_names() -> list[str]:
     return names
 
 
-def with_pre(base: bytes, old: bytes, new: str) -> bytes:
-    """The GGUF bytes with tokenizer.ggml.pre's string value replaced (a file with no tensors)."""
-    key = b"tokenizer.ggml.pre"
-    head = len(key).to_bytes(8, "little") + key + (8).to_bytes(4, "little")
+def _replace_str(base: bytes, key: str, old: bytes, new: bytes) -> bytes:
+    """GGUF bytes with one string value replaced (valid for a vocabulary file: no tensors)."""
+    k = key.encode()
+    head = len(k).to_bytes(8, "little") + k + (8).to_bytes(4, "little")
     i = base.index(head + len(old).to_bytes(8, "little") + old)
     j = i + len(head) + 8 + len(old)
-    val = new.encode()
-    return base[:i] + head + len(val).to_bytes(8, "little") + val + base[j:]
+    return base[:i] + head + len(new).to_bytes(8, "little") + new + base[j:]
+
+
+def with_pre(base: bytes, old: bytes, new: str) -> bytes:
+    """ggml-vocab-gpt-2.gguf with tokenizer.ggml.pre rewritten."""
+    return _replace_str(base, "tokenizer.ggml.pre", old, new.encode())
+
+
+def with_spm_bpe_pre(base: bytes, new: str) -> bytes:
+    """ggml-vocab-gemma-4.gguf as a `gpt2` model with a tokenizer.ggml.pre key appended (its
+    key-value section ends the file, so a key-value pair can be appended and counted)."""
+    data = _replace_str(base, "tokenizer.ggml.model", b"gemma4", b"gpt2")
+    k = b"tokenizer.ggml.pre"
+    v = new.encode()
+    kv = len(k).to_bytes(8, "little") + k + (8).to_bytes(4, "little") + len(v).to_bytes(8, "little") + v
+    n_kv = int.from_bytes(data[16:24], "little") + 1
+    return data[:16] + n_kv.to_bytes(8, "little") + data[24:] + kv
 
 
 def record_pretokenizers() -> dict:
     import tempfile
 
     base = (VOCAB_DIR / PRE_BASE).read_bytes()
+    spm_base = (VOCAB_DIR / SPM_PRE_BASE).read_bytes()
     out = {"llama_cpp": L.__version__, "base": PRE_BASE, "seed": SEED, "pre": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in pre_names():
-            if name in ("gemma4", "granite-embed-multi-311m", "sarvam-moe", "whitespace"):
-                # SPM-style BPE needs a vocabulary with U+2581 tokens, not gpt-2's; raw-UTF-8
-                # "whitespace" on a gpt2 model asserts in find_bpe_rank on any word with a space
+            if name == "whitespace":
+                # raw-UTF-8 "whitespace" on a gpt2 model asserts in find_bpe_rank on any word
+                # with a space (the `whitespace` tokenizer model is what uses it)
                 continue
             path = Path(tmp) / f"pre-{name}.gguf"
-            path.write_bytes(with_pre(base, b"gpt-2", name))
+            spm_style = name in ("gemma4", "granite-embed-multi-311m", "sarvam-moe")
+            if spm_style:  # SPM-style BPE needs U+2581 tokens: gemma-4's vocabulary as gpt2
+                path.write_bytes(with_spm_bpe_pre(spm_base, name))
+            else:
+                path.write_bytes(with_pre(base, b"gpt-2", name))
             v = Vocab(path)
             rng = random.Random(f"{SEED}:pre:{name}")
             strings = PRE_EXTRA + random_strings(rng, [])[:N_PRE_STRINGS]
@@ -262,7 +283,8 @@ def record_pretokenizers() -> dict:
                 ids_sp = v.tokenize(s, True, True)
                 cases.append({"text": text_field(s), "ids": ids, "ids_sp": ids_sp,
                               "detok": text_field(v.detokenize(ids, False, False))})
-            out["pre"][name] = {"add": {k: bool(getattr(L, f"llama_vocab_get_add_{k}")(v.vocab))
+            out["pre"][name] = {"base": SPM_PRE_BASE if spm_style else PRE_BASE,
+                                "model": "gpt2", "add": {k: bool(getattr(L, f"llama_vocab_get_add_{k}")(v.vocab))
                                         for k in ("bos", "eos", "sep")},
                                 "bos": L.llama_vocab_bos(v.vocab), "cases": cases}
             v.close()

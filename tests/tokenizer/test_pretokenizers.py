@@ -1,8 +1,9 @@
 """Every BPE pre-tokenizer llama.cpp knows, against llama.cpp itself.
 
 parity_fixtures/tokenizer/make_fixtures.py rewrote tokenizer.ggml.pre of ggml-vocab-gpt-2.gguf to
-each `tokenizer_pre` value of llama-vocab.cpp (87 of them; the three SPM-style ones are covered
-by the Gemma-4 vocabulary) and recorded llama.cpp's ids and detokenization for ~50 strings each.
+each `tokenizer_pre` value of llama-vocab.cpp (of ggml-vocab-gemma-4.gguf, made a `gpt2` model,
+for the three SPM-style ones; all but `whitespace`, on which llama.cpp asserts) and recorded
+llama.cpp's ids and detokenization for ~50 strings each.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ def _fixture() -> dict:
 
 
 @functools.cache
-def _base_meta() -> dict:
-    return read_metadata(vocab_path(_fixture()["base"].removesuffix(".gguf")))
+def _base_meta(base: str = "ggml-vocab-gpt-2.gguf") -> dict:
+    return read_metadata(vocab_path(base.removesuffix(".gguf")))
 
 
 def _names() -> list[str]:
@@ -42,7 +43,9 @@ def test_fixture_covers_the_pre_tokenizers():
 @pytest.mark.parametrize("name", _names())
 def test_pre_tokenizer_matches_llama_cpp(name):
     want = _fixture()["pre"][name]
-    tok = Tokenizer.from_metadata({**_base_meta(), "tokenizer.ggml.pre": name})
+    meta = {**_base_meta(want["base"]), "tokenizer.ggml.model": want["model"],
+            "tokenizer.ggml.pre": name}
+    tok = Tokenizer.from_metadata(meta)
     assert tok.vocab.bos == want["bos"]
     for flag, value in want["add"].items():
         assert getattr(tok.vocab, f"add_{flag}") == value, flag

@@ -2,7 +2,8 @@
 
 Tolerances:
 * llama.cpp fixture (parity_fixtures/matmul, ggml_vec_dot_* called through ctypes): bit-exact for
-  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, both for the SIMD kernels and the portable fallback;
+  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, for the SIMD kernels and the
+  portable fallback;
   Q4_K with a multiple of 8 rows bit-exact with the repacked ggml_gemv/gemm_q4_K_8x8_q8_K.
 * NumPy integer reference (block integer dots, float64 scaling): |diff| <= 1e-5 * sum|terms|,
   the float32 rounding of the per-block FMA chain.
@@ -30,8 +31,10 @@ PORTABLE = {"Q4_0": vec_dot.vec_dot_q4_0_q8_0, "Q4_1": vec_dot.vec_dot_q4_1_q8_1
             "Q5_0": vec_dot.vec_dot_q5_0_q8_0, "Q5_1": vec_dot.vec_dot_q5_1_q8_1,
             "Q8_0": vec_dot.vec_dot_q8_0_q8_0, "Q4_K": vec_dot.vec_dot_q4_k_q8_k,
             "Q5_K": vec_dot.vec_dot_q5_k_q8_k, "Q6_K": vec_dot.vec_dot_q6_k_q8_k}
-SLOW = ["Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S",
-        "TQ1_0", "TQ2_0"]
+# bit-exact with llama.cpp, without a NumPy integer reference here: name -> (qk, block bytes, act bytes)
+EXACT_ONLY = {"IQ4_NL": (32, 18, 34), "IQ4_XS": (256, 136, 292)}
+PORTABLE.update({"IQ4_NL": vec_dot.vec_dot_iq4_nl_q8_0, "IQ4_XS": vec_dot.vec_dot_iq4_xs_q8_k})
+SLOW = ["Q2_K", "Q3_K", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "TQ1_0", "TQ2_0"]
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +159,7 @@ def _run(name, w, n_rows, n_cols, x):
 # Parity with llama.cpp (fixture)
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", list(FAST))
+@pytest.mark.parametrize("name", list(FAST) + list(EXACT_ONLY))
 def test_matmul_is_bit_exact_with_llama_cpp_vec_dot(name, fixture):
     x = fixture["x"]
     ref = fixture[f"out_{name}"]
@@ -187,9 +190,17 @@ def test_q4_k_with_rows_multiple_of_8_is_bit_exact_with_llama_cpp_repacked_kerne
         assert np.array_equal(p.view(np.uint32), ref.view(np.uint32))
 
 
-@pytest.mark.parametrize("name", list(FAST))
+def test_iq4_nl_with_odd_block_count_is_bit_exact(fixture):
+    # the AVX2 loop takes blocks in pairs (two accumulators) and adds an odd last block apart
+    x = np.ascontiguousarray(fixture["x"][:, :96])
+    ref = fixture["out_IQ4_NL_96"]
+    got = _run("IQ4_NL", fixture["w_IQ4_NL_96"], ref.shape[1], 96, x)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+
+
+@pytest.mark.parametrize("name", list(PORTABLE))
 def test_portable_vec_dot_is_bit_exact_with_llama_cpp(name, fixture):
-    qk, bb, _, xb = LAYOUT[name]
+    qk, bb, xb = EXACT_ONLY[name] if name in EXACT_ONLY else (LAYOUT[name][0], LAYOUT[name][1], LAYOUT[name][3])
     x_key = {34: "xq_q8_0", 36: "xq_q8_1", 292: "xq_q8_K"}[xb]
     xq, w, ref = fixture[x_key], fixture[f"w_{name}"], fixture[f"out_{name}"]
     nb = fixture["x"].shape[1] // qk
@@ -200,7 +211,7 @@ def test_portable_vec_dot_is_bit_exact_with_llama_cpp(name, fixture):
 
 def _slow_act(name, x):
     """The activation as llama.cpp's integer dot sees it: x -> Q8_K / Q8_0 -> d * q (float32)."""
-    q8k = GGMLQuantizationType[name].name not in ("IQ4_NL", "MXFP4", "NVFP4")
+    q8k = GGMLQuantizationType[name].name not in ("MXFP4", "NVFP4")
     n_tokens, n_cols = x.shape
     xq = np.empty(n_tokens * (n_cols // 256 * 292 if q8k else n_cols // 32 * 34), np.uint8)
     xd = np.empty(n_tokens * n_cols, np.float32)
@@ -276,7 +287,7 @@ def test_float_weights_match_numpy(name, n_tokens):
 
 
 @pytest.mark.parametrize("n_tokens", [1, 2])
-@pytest.mark.parametrize("name,qk,bb,scales", [("Q3_K", 256, 110, (108,)), ("IQ4_NL", 32, 18, (0,))])
+@pytest.mark.parametrize("name,qk,bb,scales", [("Q3_K", 256, 110, (108,)), ("IQ2_XS", 256, 74, (0,))])
 def test_slow_path_matches_gguf_dequantize_on_odd_rows(name, qk, bb, scales, n_tokens):
     rng = np.random.default_rng(2)
     n_rows, n_cols = 3, 256
