@@ -155,7 +155,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
             ap.error(f"--{flag.replace('_', '-')} must be >= 0")
     if args.n_prompt == 0 and args.n_gen == 0:
         ap.error("nothing to run: -p and -n are both 0")
-    if not args.threads or min(args.threads) < 1 or args.repetitions < 1 or args.batch_size < 1 or args.ubatch_size < 1:
+    if min(args.threads or [0]) < 1 or min(args.repetitions, args.batch_size, args.ubatch_size) < 1:
         ap.error("-t, -r, -b and -ub must be >= 1")
     return args
 
@@ -207,7 +207,6 @@ def bench_model(name: str, args: argparse.Namespace, log: Callable[[str], None])
         if llama is not None:
             llama.close()
     extra["threading_layer"] = emel_runner.threading_layer()
-    extra["numba_threads"] = emel_runner.numba_threads()
     extra["kv_bytes_f16"] = emel_runner.kv_bytes_f16
     extra["kv_bytes_per_cell"] = emel_runner.kv_bytes_per_cell
     extra["emel_kv_bytes"] = emel_runner.kv_bytes_actual
@@ -298,11 +297,6 @@ class EmelRunner:
             return numba.threading_layer()
         except ValueError:  # raised until a parallel kernel has run
             return "none (no parallel kernel ran)"
-
-    @staticmethod
-    def numba_threads() -> int:
-        import numba
-        return int(numba.get_num_threads())
 
 
 # -- llama.cpp ----------------------------------------------------------------------------------
@@ -598,7 +592,7 @@ def json_lines(results, latencies, machine, extras) -> list[dict]:
         d = {"model": r.model, "test": r.test, "threads": r.threads, "tok_s": med,
              "tok_s_min": lo, "tok_s_max": hi, "n_runs": len(r.samples_s),
              "samples_ns": [int(s * 1e9) for s in r.samples_s], "engine": "emel",
-             "threading_layer": ex.get("threading_layer"), "numba_threads": ex.get("numba_threads"),
+             "threading_layer": ex.get("threading_layer"),
              "n_ctx": ex.get("n_ctx"), "commit": machine["commit"], "date": machine["date"],
              "nproc": machine["nproc"], "cpu": machine["cpu"],
              "omp_wait_policy": machine.get("omp_wait_policy"),
@@ -625,7 +619,7 @@ def format_table(results, latencies, machine, extras) -> str:
             f"{machine['loadavg_end']}; OMP_WAIT_POLICY {machine.get('omp_wait_policy')}"]
     for name, ex in extras.items():
         rows.append(f"{name}: Numba threading layer {ex.get('threading_layer')}, "
-                    f"{ex.get('numba_threads')} threads, n_ctx {ex.get('n_ctx')}, "
+                    f"n_ctx {ex.get('n_ctx')}, "
                     f"emel load {ex.get('emel_load_s', 0):.2f} s"
                     + (f"; llama.cpp {ex['llama_cpp']['version']} (flash_attn_type "
                        f"{ex['llama_cpp']['flash_attn_type']})" if "llama_cpp" in ex else ""))

@@ -36,6 +36,9 @@ njit entry points for compiled decode steps (no checks; parallel over rows via p
         convert once, then reuse xq for every weight that shares x and its type (q/k/v, gate/up)
     matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out)
         out: float32[n_tokens * n_rows], token-major (out[t * n_rows + r]); may be an arena view
+    matmul_q_rows(w, ggml_type, n_rows, n_cols, xq, n_tokens, out, row_begin, row_end)
+        the same for a row range on the calling thread (no parallel launch: a step can put
+        several matmuls in one prange; a launch costs ~5-10 us, a 576x576 Q4_1 matvec ~15 us)
     quantize_act_float(x, q8k, n_tokens, n_cols, xq, xd) and
     matmul_dequant(w, ggml_type, n_rows, n_cols, xd, n_tokens, out, buf)
         the slow path: xq: uint8 Q8_K (q8k) / Q8_0 scratch, xd: float32[n_tokens * n_cols];
@@ -404,8 +407,21 @@ def matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out):
     """out[t * n_rows + r] = dot(W row r, activation row t) for a fast-path ggml_type.
 
     w: uint8[n_rows * row_nbytes]; xq: uint8[act_nbytes(ggml_type, n_tokens, n_cols)] from
-    quantize_act; out: float32[n_tokens * n_rows]. Rows are split over threads in chunks of 16;
-    within a chunk each weight row is reused for a tile of 32 tokens.
+    quantize_act; out: float32[n_tokens * n_rows]. Rows are split over the threads in chunks of
+    16 (prange); see matmul_q_rows for one chunk.
+    """
+    n_chunks = (n_rows + _ROWS_PER_CHUNK - 1) // _ROWS_PER_CHUNK
+    for c in prange(n_chunks):
+        r0 = c * _ROWS_PER_CHUNK
+        matmul_q_rows(w, ggml_type, n_rows, n_cols, xq, n_tokens, out, r0, min(r0 + _ROWS_PER_CHUNK, n_rows))
+
+
+@njit(cache=True, nogil=True)
+def matmul_q_rows(w, ggml_type, n_rows, n_cols, xq, n_tokens, out, row_begin, row_end):
+    """matmul_q for rows row_begin..row_end-1 only, on the calling thread (no parallel launch).
+
+    For a compiled step that runs its own prange (one parallel region for several matmuls, e.g.
+    each thread taking a slice of the q, k and v rows). Same numbers as matmul_q.
     """
     qk, wb = _weight_layout(ggml_type)
     _, xb = _act_layout(ggml_type)
@@ -414,10 +430,9 @@ def matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out):
     x_row_bytes = nb * xb
     kind_v, kind_g = llama_cpp_kinds(ggml_type, n_rows)
     n_gemm = n_tokens - n_tokens % 4 if n_tokens > 3 else 0  # tokens llama.cpp's repack gemm takes
-    n_chunks = (n_rows + _ROWS_PER_CHUNK - 1) // _ROWS_PER_CHUNK
-    for c in prange(n_chunks):
-        r0 = c * _ROWS_PER_CHUNK
-        r1 = min(r0 + _ROWS_PER_CHUNK, n_rows)
+    for c0 in range(row_begin, row_end, _ROWS_PER_CHUNK):
+        r0 = c0
+        r1 = min(c0 + _ROWS_PER_CHUNK, row_end)
         for t0 in range(0, n_tokens, _TOKENS_PER_TILE):
             t1 = min(t0 + _TOKENS_PER_TILE, n_tokens)
             if t1 - t0 < 4:  # decode: two weight rows at a time (independent FMA chains)
