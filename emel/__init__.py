@@ -1,4 +1,10 @@
-"""emel: an LLM inference engine in Python on Numba, with llama.cpp's behaviour."""
+"""emel: an LLM inference engine in Python on Numba, with llama.cpp's behaviour.
+
+`emel.load(name_or_path)` returns a `Model` (tokenize, logits, generate, chat, OpenAI-shaped
+completions). Heavy modules are imported on first use, so `import emel` compiles nothing.
+"""
+
+import importlib
 
 from .errors import (
     AllocationError,
@@ -17,5 +23,34 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-from . import gguf  # noqa: E402
-from .loader import ModelFile, load_model_file  # noqa: E402
+_EXPORTS = {
+    "load": "emel.api",
+    "Model": "emel.api",
+    "load_model_file": "emel.loader",
+    "ModelFile": "emel.loader",
+    "Batch": "emel.batch",
+    "SamplerChain": "emel.sampling",
+    "SamplerParams": "emel.sampling",
+    "build_chain": "emel.sampling",
+    "ChatTemplate": "emel.chat",
+    "GenerationParams": "emel.generator",
+    "Telemetry": "emel.telemetry",
+    "GrammarSampler": "emel.grammar",
+    "json_schema_to_grammar": "emel.grammar",
+    "response_format_grammar": "emel.grammar",
+    "JSON_GRAMMAR": "emel.grammar",
+}
+_SUBMODULES = {"gguf", "catalog", "tokenizer", "sampling", "grammar", "models", "kv_cache", "batch"}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"emel.{name}")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'emel' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)

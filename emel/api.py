@@ -78,6 +78,7 @@ class Model:
         self.vocab_only = bool(model_file.vocab_only)
         self.ctx = None
         self._grammar_vocab = None
+        self._pieces: list[bytes] | None = None
         self._template: ChatTemplate | None = None
         if not self.vocab_only:
             from .context import Context, ContextParams
@@ -144,8 +145,15 @@ class Model:
             setattr(params, field, value)
         tok = self.tokenizer
         return build_chain(params, self.n_vocab, n_ctx=self.n_ctx, eog_tokens=sorted(self.vocab.eog_ids),
-                           detokenize=lambda t: tok.detokenize_bytes([t], False, True),
+                           detokenize=self._dry_piece,
                            tokenize=lambda b: tok.tokenize(b, add_special=False, parse_special=False))
+
+    def _dry_piece(self, token: int) -> bytes:
+        """llama_vocab::detokenize({token}, special=true), cached for DRY's breaker search."""
+        if self._pieces is None:
+            tok = self.tokenizer
+            self._pieces = [tok.detokenize_bytes([t], False, True) for t in range(self.n_vocab)]
+        return self._pieces[token]
 
     def generate(self, prompt: str | Sequence[int], max_tokens: int = 128, temperature: float = 0.8,
                  top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,

@@ -136,3 +136,10 @@ def test_embed_equals_llama_cpps_mean_pooled_embedding(model, gen_fixture):
     assert got.shape == want.shape
     # bit-equal today; the tolerance only leaves room for decoder kernels that reorder sums
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * float(np.abs(want).max()))
+
+
+def test_dry_breakers_are_processed_with_the_models_vocabulary(vocab_model):
+    chain = vocab_model.sampler(dry_multiplier=0.8, seed=1)
+    dry = next(s for s in chain.samplers if s.name == "dry")
+    nl = vocab_model.tokenize("\n", add_special=False)
+    assert len(nl) == 1 and () in dry.breakers[nl[0]]  # "\n" is a single-token breaker

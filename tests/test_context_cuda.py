@@ -1,10 +1,13 @@
 """emel.device and emel.context_cuda: device selection errors, and CudaContext against the CPU
 Context on tiny random-weight models (simulator in a subprocess; a real GPU when there is one).
 
-Tolerance of the logits: 1e-4 of the largest |logit|. The CUDA graph runs the same float32
-operations as the CPU graph except for the summation order of the matmul (a shared-memory tree
-over quant blocks: ~1e-6 relative per dot) and of two double sums (rms_norm, softmax); these
-differences pass through two layers and the output matmul, where they stay below ~1e-5.
+Tolerance of the logits: 3e-2 of the largest |logit|, with the same argmax. The CUDA ops equal
+their CPU twins (tests/kernels/cuda/test_ops.py), but the CUDA matmul adds its block products in
+another order (~1e-7 relative per dot). llama.cpp's numerics then amplify such last-bit
+differences at rounding boundaries: the activation of an F16/Q8_0 matmul is rounded to F16/Q8_0,
+and GELU goes through an F16 table, so an element can move by one F16 or Q8 step (~5e-4 to 1e-2
+relative). On these random 2-layer models that gives up to ~1.2e-2 of max |logit| (measured);
+a plumbing error (wrong cell, mask, position or row) gives differences of order 1.
 """
 
 import json
@@ -20,7 +23,7 @@ from emel.device import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).with_name("context_cuda_simulator_check.py")
-REL_TOL = 1e-4
+REL_TOL = 3e-2
 
 
 def test_cpu_device_resolves_and_unknown_device_raises():

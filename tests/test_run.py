@@ -34,7 +34,7 @@ def test_greedy_cli_prints_llama_cpps_continuation(smollm2_path, fixtures_dir, t
     rec = rec["models"]["smollm2-135m"]["greedy"][0]
     perf = tmp_path / "perf.jsonl"
     code = run.main(["-m", str(smollm2_path), "-p", rec["prompt"], "-n", "32", "--temp", "0",
-                     "-c", "256", "--perf-json", str(perf)])
+                     "-c", "512", "--perf-json", str(perf)])
     out = capsys.readouterr()
     assert code == 0
     assert out.out == rec["text"] + "\n"

@@ -2,6 +2,7 @@
 
   --load MODEL       GGUF parse and model load time           (emel.bench.load)
   --kernels          quantized matmul GB/s per type           (emel.bench.kernels)
+  --alloc            graph allocator plan vs llama.cpp        (emel.bench.alloc)
   --dequant          dequantize throughput per type           (emel.bench.dequant)
   --tokenize         tokenizer MB/s per family                (emel.bench.tokenize)
   --grammar          grammar sampler cost per token           (emel.bench.grammar)
@@ -13,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-_MODES = {"--load": "load", "--dequant": "dequant", "--kernels": "kernels", "--tokenize": "tokenize", "--grammar": "grammar"}
+_MODES = {"--load": "load", "--dequant": "dequant", "--alloc": "alloc", "--kernels": "kernels", "--tokenize": "tokenize", "--grammar": "grammar"}
 
 
 def main(argv: list[str] | None = None) -> int:

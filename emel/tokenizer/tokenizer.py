@@ -235,7 +235,10 @@ class Tokenizer:
                          unparse_special: bool = False) -> bytes:
         """llama_detokenize as bytes (pieces may split UTF-8 sequences)."""
         v = self.vocab
-        toks = [int(t) for t in tokens]
+        try:
+            toks = [int(t) for t in tokens]
+        except (TypeError, ValueError) as e:
+            raise TokenizerError(f"tokens must be integers: {e}") from None
         remove_space = v.add_space_prefix
         if remove_special and v.add_bos and toks and toks[0] == v.bos:
             remove_space = False

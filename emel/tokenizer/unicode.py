@@ -200,6 +200,9 @@ def to_bytes(text: str | bytes) -> bytes:
     """Text as the byte string a C caller would pass (lone surrogates kept as CESU bytes)."""
     if isinstance(text, (bytes, bytearray, memoryview)):
         return bytes(text)
+    if not isinstance(text, str):
+        from ..errors import TokenizerError
+        raise TokenizerError(f"text must be str or bytes, not {type(text).__name__}")
     return text.encode("utf-8", "surrogatepass")
 
 

@@ -51,37 +51,24 @@ n_cols is a multiple of the block size and every buffer is large enough (see `ch
 import numpy as np
 from numba import get_num_threads, get_thread_id, njit, prange
 
-from kernels.cpu import simd, vec_dot
+from kernels.cpu import simd, vec_dot_rows
 from kernels.cpu.q8 import (
     fp16_to_fp32,
     quantize_row_bf16, quantize_row_f16, quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_K,
 )
 from kernels.cpu.quants import dequantize_row
 from kernels.cpu.quants_base import TYPE_TRAITS, row_nbytes, type_name
+from kernels.cpu.vec_dot_rows import (
+    GGML_TYPE_BF16, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_Q4_0,
+    GGML_TYPE_Q4_1, GGML_TYPE_Q4_K, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+    GGML_TYPE_Q8_0, GGML_TYPE_Q8_1, GGML_TYPE_Q8_K, decode_rows, llama_cpp_kinds, prefill_rows,
+)
 
-# Kernels inline the intrinsics of kernels.cpu.simd, whose edits do not invalidate this module's
-# cache: changing the IR bumps simd.SIMD_VERSION, which forces an edit here.
+# Kernels inline code of kernels.cpu.simd / vec_dot / vec_dot_rows / q8, whose edits do not
+# invalidate this module's cache: changing the SIMD IR bumps simd.SIMD_VERSION, which forces an
+# edit here; after editing the others, clear kernels/cpu/__pycache__ (CI starts clean).
 _SIMD_VERSION = 8
 assert simd.SIMD_VERSION == _SIMD_VERSION, "kernels.cpu.simd changed: update _SIMD_VERSION"
-
-GGML_TYPE_F32 = 0
-GGML_TYPE_F16 = 1
-GGML_TYPE_Q4_0 = 2
-GGML_TYPE_Q4_1 = 3
-GGML_TYPE_Q5_0 = 6
-GGML_TYPE_Q5_1 = 7
-GGML_TYPE_Q8_0 = 8
-GGML_TYPE_Q8_1 = 9
-GGML_TYPE_Q4_K = 12
-GGML_TYPE_Q5_K = 13
-GGML_TYPE_Q6_K = 14
-GGML_TYPE_Q8_K = 15
-GGML_TYPE_IQ4_NL = 20
-GGML_TYPE_IQ4_XS = 23
-GGML_TYPE_BF16 = 30
-# internal kinds: Q4_K with the float steps of llama.cpp's repacked x86 kernels (repack.cpp)
-_Q4_K_R8_GEMV = 1012
-_Q4_K_R8_GEMM = 2012
 
 # weight type -> its vec_dot_type (ggml-cpu.c type_traits_cpu), for the fast-path types
 VEC_DOT_TYPE = {
@@ -95,22 +82,6 @@ FAST_TYPES = frozenset(VEC_DOT_TYPE)
 
 _ROWS_PER_CHUNK = 16   # rows per prange work item
 _TOKENS_PER_TILE = 32  # activation rows kept hot in L1/L2 while a weight row is reused
-
-if simd.HAS_AVX2:
-    _dot_q4_k_r8_gemv, _dot_q4_k_r8_gemm = simd.dot_q4_k_r8_gemv, simd.dot_q4_k_r8_gemm
-    _dot_q4_0, _dot_q4_1 = simd.dot_q4_0_q8_0, simd.dot_q4_1_q8_1
-    _dot_q5_0, _dot_q5_1 = simd.dot_q5_0_q8_0, simd.dot_q5_1_q8_1
-    _dot_q8_0, _dot_q4_k, _dot_q6_k = simd.dot_q8_0_q8_0, simd.dot_q4_k_q8_k, simd.dot_q6_k_q8_k
-    _dot_q5_k = simd.dot_q5_k_q8_k
-    _dot_f32, _dot_f16, _dot_bf16 = simd.dot_f32_f32, simd.dot_f16_f16, simd.dot_bf16_bf16
-else:
-    _dot_q4_k_r8_gemv, _dot_q4_k_r8_gemm = vec_dot.vec_dot_q4_k_r8_gemv, vec_dot.vec_dot_q4_k_r8_gemm
-    _dot_q4_0, _dot_q4_1 = vec_dot.vec_dot_q4_0_q8_0, vec_dot.vec_dot_q4_1_q8_1
-    _dot_q5_0, _dot_q5_1 = vec_dot.vec_dot_q5_0_q8_0, vec_dot.vec_dot_q5_1_q8_1
-    _dot_q8_0, _dot_q4_k, _dot_q6_k = vec_dot.vec_dot_q8_0_q8_0, vec_dot.vec_dot_q4_k_q8_k, vec_dot.vec_dot_q6_k_q8_k
-    _dot_q5_k = vec_dot.vec_dot_q5_k_q8_k
-    _dot_f32, _dot_f16, _dot_bf16 = vec_dot.vec_dot_f32_f32, vec_dot.vec_dot_f16_f16, vec_dot.vec_dot_bf16_bf16
-
 
 def matmul(w: np.ndarray, ggml_type: int, n_rows: int, n_cols: int, x: np.ndarray,
            out: np.ndarray) -> np.ndarray:
@@ -292,116 +263,6 @@ def quantize_act_float(x, q8k, n_tokens, n_cols, xq, xd):
                 xd[b * 32 + j] = d * np.float32(np.int8(xq[b * 34 + 2 + j]))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _dot(ggml_type, w, woff, xq, xoff, nb):
-    if ggml_type == _Q4_K_R8_GEMV:
-        return _dot_q4_k_r8_gemv(w, woff, xq, xoff, nb)
-    if ggml_type == _Q4_K_R8_GEMM:
-        return _dot_q4_k_r8_gemm(w, woff, xq, xoff, nb)
-    if ggml_type == GGML_TYPE_Q4_1:
-        return _dot_q4_1(w, woff, xq, xoff, nb)
-    if ggml_type == GGML_TYPE_Q4_K:
-        return _dot_q4_k(w, woff, xq, xoff, nb)
-    if ggml_type == GGML_TYPE_Q6_K:
-        return _dot_q6_k(w, woff, xq, xoff, nb)
-    if ggml_type == GGML_TYPE_Q5_K:
-        return _dot_q5_k(w, woff, xq, xoff, nb)
-    if ggml_type == GGML_TYPE_IQ4_NL:
-        return vec_dot.vec_dot_iq4_nl_q8_0(w, woff, xq, xoff, nb)
-    if ggml_type == GGML_TYPE_IQ4_XS:
-        return vec_dot.vec_dot_iq4_xs_q8_k(w, woff, xq, xoff, nb)
-    if ggml_type == GGML_TYPE_Q8_0:
-        return _dot_q8_0(w, woff, xq, xoff, nb)
-    if ggml_type == GGML_TYPE_Q5_0:
-        return _dot_q5_0(w, woff, xq, xoff, nb)
-    if ggml_type == GGML_TYPE_Q4_0:
-        return _dot_q4_0(w, woff, xq, xoff, nb)
-    if ggml_type == GGML_TYPE_Q5_1:
-        return _dot_q5_1(w, woff, xq, xoff, nb)
-    if ggml_type == GGML_TYPE_F16:
-        return _dot_f16(w, woff, xq, xoff, nb)
-    if ggml_type == GGML_TYPE_BF16:
-        return _dot_bf16(w, woff, xq, xoff, nb)
-    return _dot_f32(w, woff, xq, xoff, nb)
-
-
-@njit(cache=True, nogil=True)
-def llama_cpp_kinds(ggml_type, n_rows):
-    """(kind for gemv tokens, kind for gemm tokens) that reproduce llama.cpp's x86 AVX2 CPU path.
-
-    ggml_repack_get_optimal_repack_type repacks Q4_K weights whose row count is a multiple of 8
-    (CPU_REPACK buffer, on by default); their matmul runs ggml_gemm_q4_K_8x8_q8_K for the first
-    n_tokens - n_tokens % 4 tokens (when n_tokens > 3) and ggml_gemv_q4_K_8x8_q8_K for the rest.
-    Every other type (and Q4_K otherwise) uses vec_dot for every token.
-    """
-    if ggml_type == GGML_TYPE_Q4_K and n_rows % 8 == 0:
-        return _Q4_K_R8_GEMV, _Q4_K_R8_GEMM
-    return ggml_type, ggml_type
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _dot4_each(ggml_type, w, woff, xq, xoff, xstride, nb):
-    return (_dot(ggml_type, w, woff, xq, xoff, nb), _dot(ggml_type, w, woff, xq, xoff + xstride, nb),
-            _dot(ggml_type, w, woff, xq, xoff + 2 * xstride, nb),
-            _dot(ggml_type, w, woff, xq, xoff + 3 * xstride, nb))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _dot2r_each(ggml_type, w, woff, wstride, xq, xoff, nb):
-    return _dot(ggml_type, w, woff, xq, xoff, nb), _dot(ggml_type, w, woff + wstride, xq, xoff, nb)
-
-
-if simd.HAS_AVX2:
-    @njit(cache=True, nogil=True, inline="always")
-    def _dot4(ggml_type, w, woff, xq, xoff, xstride, nb):
-        """Dots of one weight row with 4 activation rows xstride bytes apart (SIMD, decode once)."""
-        if ggml_type == _Q4_K_R8_GEMM:
-            return simd.dot4_q4_k_r8_gemm(w, woff, 0, xq, xoff, xstride, nb)
-        if ggml_type == GGML_TYPE_Q4_1:
-            return simd.dot4_q4_1_q8_1(w, woff, 0, xq, xoff, xstride, nb)
-        if ggml_type == GGML_TYPE_Q4_K:
-            return simd.dot4_q4_k_q8_k(w, woff, 0, xq, xoff, xstride, nb)
-        if ggml_type == GGML_TYPE_Q6_K:
-            return simd.dot4_q6_k_q8_k(w, woff, 0, xq, xoff, xstride, nb)
-        if ggml_type == GGML_TYPE_Q5_K:
-            return simd.dot4_q5_k_q8_k(w, woff, 0, xq, xoff, xstride, nb)
-        if ggml_type == GGML_TYPE_Q8_0:
-            return simd.dot4_q8_0_q8_0(w, woff, 0, xq, xoff, xstride, nb)
-        if ggml_type == GGML_TYPE_Q5_0:
-            return simd.dot4_q5_0_q8_0(w, woff, 0, xq, xoff, xstride, nb)
-        if ggml_type == GGML_TYPE_Q4_0:
-            return simd.dot4_q4_0_q8_0(w, woff, 0, xq, xoff, xstride, nb)
-        if ggml_type == GGML_TYPE_Q5_1:
-            return simd.dot4_q5_1_q8_1(w, woff, 0, xq, xoff, xstride, nb)
-        return _dot4_each(ggml_type, w, woff, xq, xoff, xstride, nb)
-
-    @njit(cache=True, nogil=True, inline="always")
-    def _dot2r(ggml_type, w, woff, wstride, xq, xoff, nb):
-        """Dots of 2 weight rows wstride bytes apart with one activation row (SIMD)."""
-        if ggml_type == _Q4_K_R8_GEMV:
-            return simd.dot2r_q4_k_r8_gemv(w, woff, wstride, xq, xoff, 0, nb)
-        if ggml_type == GGML_TYPE_Q4_1:
-            return simd.dot2r_q4_1_q8_1(w, woff, wstride, xq, xoff, 0, nb)
-        if ggml_type == GGML_TYPE_Q4_K:
-            return simd.dot2r_q4_k_q8_k(w, woff, wstride, xq, xoff, 0, nb)
-        if ggml_type == GGML_TYPE_Q6_K:
-            return simd.dot2r_q6_k_q8_k(w, woff, wstride, xq, xoff, 0, nb)
-        if ggml_type == GGML_TYPE_Q5_K:
-            return simd.dot2r_q5_k_q8_k(w, woff, wstride, xq, xoff, 0, nb)
-        if ggml_type == GGML_TYPE_Q8_0:
-            return simd.dot2r_q8_0_q8_0(w, woff, wstride, xq, xoff, 0, nb)
-        if ggml_type == GGML_TYPE_Q5_0:
-            return simd.dot2r_q5_0_q8_0(w, woff, wstride, xq, xoff, 0, nb)
-        if ggml_type == GGML_TYPE_Q4_0:
-            return simd.dot2r_q4_0_q8_0(w, woff, wstride, xq, xoff, 0, nb)
-        if ggml_type == GGML_TYPE_Q5_1:
-            return simd.dot2r_q5_1_q8_1(w, woff, wstride, xq, xoff, 0, nb)
-        return _dot2r_each(ggml_type, w, woff, wstride, xq, xoff, nb)
-else:
-    _dot4 = _dot4_each
-    _dot2r = _dot2r_each
-
-
 @njit(cache=True, nogil=True, parallel=True)
 def matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out):
     """out[t * n_rows + r] = dot(W row r, activation row t) for a fast-path ggml_type.
@@ -430,41 +291,23 @@ def matmul_q_rows(w, ggml_type, n_rows, n_cols, xq, n_tokens, out, row_begin, ro
     x_row_bytes = nb * xb
     kind_v, kind_g = llama_cpp_kinds(ggml_type, n_rows)
     n_gemm = n_tokens - n_tokens % 4 if n_tokens > 3 else 0  # tokens llama.cpp's repack gemm takes
-    for c0 in range(row_begin, row_end, _ROWS_PER_CHUNK):
-        r0 = c0
-        r1 = min(c0 + _ROWS_PER_CHUNK, row_end)
+    if n_tokens < 4:  # decode
+        for t in range(n_tokens):
+            decode_rows(kind_v, w, row_bytes, row_begin, row_end, xq, t * x_row_bytes, out, t * n_rows, nb)
+        return
+    # prefill: a weight row stays in L1 for a tile of tokens; results go to a (token, row) tile
+    # first, since out rows of different tokens are n_rows * 4 bytes apart (often a multiple of
+    # 4 KiB) and scattered writes would thrash the cache
+    tile = np.empty(_TOKENS_PER_TILE * _ROWS_PER_CHUNK, np.float32)
+    for r0 in range(row_begin, row_end, _ROWS_PER_CHUNK):
+        r1 = min(r0 + _ROWS_PER_CHUNK, row_end)
         for t0 in range(0, n_tokens, _TOKENS_PER_TILE):
             t1 = min(t0 + _TOKENS_PER_TILE, n_tokens)
-            if t1 - t0 < 4:  # decode: two weight rows at a time (independent FMA chains)
-                r = r0
-                while r + 2 <= r1:
-                    for t in range(t0, t1):
-                        a0, a1 = _dot2r(kind_v, w, r * row_bytes, row_bytes, xq, t * x_row_bytes, nb)
-                        out[t * n_rows + r] = a0
-                        out[t * n_rows + r + 1] = a1
-                    r += 2
-                if r < r1:
-                    for t in range(t0, t1):
-                        out[t * n_rows + r] = _dot(kind_v, w, r * row_bytes, xq, t * x_row_bytes, nb)
-                continue
-            # results go to a (token, row) tile first: out rows of different tokens are n_rows * 4
-            # bytes apart, often a multiple of 4 KiB, and scattered writes would thrash the cache
-            tile = np.empty(_TOKENS_PER_TILE * _ROWS_PER_CHUNK, np.float32)
-            for r in range(r0, r1):
-                i = r - r0
-                t = t0
-                while t + 4 <= t1:  # one weight decode for 4 tokens; same numbers as 4 single dots
-                    a0, a1, a2, a3 = _dot4(kind_g, w, r * row_bytes, xq, t * x_row_bytes, x_row_bytes, nb)
-                    k = (t - t0) * _ROWS_PER_CHUNK + i
-                    tile[k] = a0
-                    tile[k + _ROWS_PER_CHUNK] = a1
-                    tile[k + 2 * _ROWS_PER_CHUNK] = a2
-                    tile[k + 3 * _ROWS_PER_CHUNK] = a3
-                    t += 4
-                while t < t1:
-                    kind = kind_g if t < n_gemm else kind_v
-                    tile[(t - t0) * _ROWS_PER_CHUNK + i] = _dot(kind, w, r * row_bytes, xq, t * x_row_bytes, nb)
-                    t += 1
+            t4 = min(t1, n_gemm) if n_gemm > t0 else t0  # 4-token groups, then single tokens
+            prefill_rows(kind_g, w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, _ROWS_PER_CHUNK, nb)
+            for t in range(t4, t1):
+                decode_rows(kind_v, w, row_bytes, r0, r1, xq, t * x_row_bytes, tile,
+                            (t - t0) * _ROWS_PER_CHUNK - r0, nb)
             for t in range(t0, t1):
                 for r in range(r0, r1):
                     out[t * n_rows + r] = tile[(t - t0) * _ROWS_PER_CHUNK + r - r0]

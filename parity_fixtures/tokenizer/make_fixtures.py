@@ -90,6 +90,9 @@ def random_strings(rng: random.Random, specials: list[str]) -> list[bytes]:
             b[rng.randint(0, len(b)):0] = rng.choice(BAD_BYTES)
             s = bytes(b)
         out.append(s)
+    # random bytes; leads F4-F7 are left out: they can decode past U+10FFFF, where llama.cpp aborts
+    alphabet = [b for b in range(256) if not 0xF4 <= b <= 0xF7]
+    out += [bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 24))) for _ in range(24)]
     out += [b"", b" ", b"\n", b"  \n\t ", b"\x00", "\ud800".encode("utf-8", "surrogatepass"),
             b"a" * 3000, (" ".join(WORDS) + " ") .encode() * 8]
     return out

@@ -135,8 +135,8 @@ def test_dry_text_sequence_breakers_match_llama_cpp(fixture_doc, smollm2_path):
     doc, _ = fixture_doc
     rec = doc["dry_vocab"]
     tok = Tokenizer.from_gguf(smollm2_path)
-    vocab = dict(n_vocab=tok.n_tokens,
-                 detokenize=lambda t: tok.detokenize_bytes([t], False, True),
+    pieces = [tok.detokenize_bytes([t], False, True) for t in range(tok.n_tokens)]
+    vocab = dict(n_vocab=tok.n_tokens, detokenize=pieces.__getitem__,
                  tokenize=lambda b: tok.tokenize(b, add_special=False, parse_special=False))
     logits = (np.random.RandomState(rec["logits_seed"]).randn(tok.n_tokens) * 2).astype(np.float32)
     assert tok.tokenize("a: b c d\n a: b c d\n a: b c", add_special=False) == rec["history"]

@@ -48,6 +48,14 @@ def test_token_out_of_range_raises():
         tok.detokenize([1, -5])
 
 
+def test_wrong_argument_types_raise_tokenizer_error():
+    tok = tokenizer("smollm2-135m")
+    with pytest.raises(TokenizerError):
+        tok.tokenize(None)
+    with pytest.raises(TokenizerError):
+        tok.detokenize(["a"])
+
+
 def test_unknown_tokenizer_model_is_unsupported():
     meta = {"tokenizer.ggml.model": "nonesuch", "tokenizer.ggml.tokens": ["a", "b"]}
     with pytest.raises(UnsupportedError):

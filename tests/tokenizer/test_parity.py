@@ -1,9 +1,10 @@
 """Differential fuzz against llama.cpp: seeded random strings for every vocabulary.
 
 parity_fixtures/tokenizer/make_fixtures.py recorded, with llama.cpp 0.3.36 (llama-cpp-python),
-for each vocabulary: ids of 264 strings (plain, and add_special + parse_special), their
-detokenization (plain; remove_special + unparse_special; unparse kept), token pieces, special
-ids, add_bos/eos/sep, the EOG set and every non-normal token attribute. emel must match all.
+for each vocabulary: ids of 288 strings (24 of them random bytes), plain and with add_special +
+parse_special; their detokenization (plain; remove_special + unparse_special; unparse kept);
+token pieces; special ids, add_bos/eos/sep, the EOG set and every non-normal token attribute.
+emel must match all of it.
 """
 
 from __future__ import annotations

@@ -296,6 +296,9 @@ def main(argv: list[str]) -> int:
     gpu = "--gpu" in argv
     if not gpu:
         assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUDASIM=1"
+        # each syncthreads() waits for the simulator's polling thread, which otherwise holds the
+        # GIL for the default 5 ms switch interval
+        sys.setswitchinterval(1e-5)
     c = Checker(gpu)
     check_elementwise(c, 100003 if gpu else 45)
     check_rows(c, *((64, 4096) if gpu else (3, 24)))
