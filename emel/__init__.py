@@ -29,6 +29,8 @@ _EXPORTS = {
     "load_model_file": "emel.loader",
     "ModelFile": "emel.loader",
     "Batch": "emel.batch",
+    "Tokenizer": "emel.tokenizer",
+    "Vocab": "emel.tokenizer",
     "SamplerChain": "emel.sampling",
     "SamplerParams": "emel.sampling",
     "build_chain": "emel.sampling",

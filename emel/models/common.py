@@ -17,7 +17,7 @@ import numpy as np
 from kernels.cpu import ops
 
 from ..errors import ModelError, UnsupportedError
-from .linear import Linear
+from .linear import Linear, dequantize
 
 
 class RopeType(enum.IntEnum):
@@ -239,9 +239,8 @@ class TensorSource:
 
 
 def dequantize_tensor(data: np.ndarray, ggml_type, n_elements: int) -> np.ndarray:
-    """Rows of any GGML type to float32 (through gguf-py until kernels.dequantize lands)."""
-    from .linear import dequantize as _deq
-    return _deq(data, ggml_type, n_elements)
+    """A whole tensor of any GGML type as float32 (kernels.cpu.quants.dequantize)."""
+    return dequantize(data, ggml_type, n_elements)
 
 
 # ---------------------------------------------------------------------------------------------

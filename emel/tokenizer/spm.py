@@ -21,7 +21,9 @@ class SpmTokenizer:
     def __init__(self, vocab, table: strtab.StrTab):
         self.vocab = vocab
         self.table = table
-        self.scores = np.ascontiguousarray(vocab.scores, dtype=np.float32)
+        # merge priority: higher score first; equal scores share a rank (0 = highest score)
+        uniq, inverse = np.unique(np.asarray(vocab.scores, dtype=np.float32), return_inverse=True)
+        self.score_rank = (uniq.size - 1 - inverse).astype(np.int64)
         byte_tokens = np.full(256, -1, dtype=np.int32)
         for b in range(256):
             tok = vocab.token_to_id.get(b"<0x%02X>" % b)
@@ -36,63 +38,60 @@ class SpmTokenizer:
             return
         t = self.table
         buf = np.frombuffer(text, dtype=np.uint8)
-        toks, bad = _spm(buf, t.data, t.offsets, t.slots, self.scores, self.byte_tokens)
+        toks, bad = _spm(buf, t.data, t.offsets, t.slots, self.score_rank, self.byte_tokens)
         if bad >= 0:
             raise TokenizerError(f"vocabulary has no token for byte 0x{bad:02X} (byte fallback)")
         output.extend(toks.tolist())
 
 
 @njit(cache=True, nogil=True)
-def _heap_push(hp, hl, hr, hs, n, pri, left, right, size):
+def _heap_push(hk, hs, n, key, size):
+    """Min-heap on key = score_rank << 40 | left (llm_bigram_spm's order), payload size."""
     i = n
-    hp[i] = pri
-    hl[i] = left
-    hr[i] = right
-    hs[i] = size
     while i > 0:
         p = (i - 1) >> 1
-        if hp[i] < hp[p] or (hp[i] == hp[p] and hl[i] < hl[p]):
-            hp[i], hp[p] = hp[p], hp[i]
-            hl[i], hl[p] = hl[p], hl[i]
-            hr[i], hr[p] = hr[p], hr[i]
-            hs[i], hs[p] = hs[p], hs[i]
+        if key < hk[p]:
+            hk[i] = hk[p]
+            hs[i] = hs[p]
             i = p
         else:
             break
+    hk[i] = key
+    hs[i] = size
     return n + 1
 
 
 @njit(cache=True, nogil=True)
-def _heap_pop(hp, hl, hr, hs, n):
+def _heap_pop(hk, hs, n):
     """Remove the root (already read by the caller); returns the new size."""
     n -= 1
-    hp[0] = hp[n]
-    hl[0] = hl[n]
-    hr[0] = hr[n]
-    hs[0] = hs[n]
+    key = hk[n]
+    size = hs[n]
     i = 0
     while True:
-        a = 2 * i + 1
-        if a >= n:
+        c = 2 * i + 1
+        if c >= n:
             break
-        b = a + 1
-        c = a
-        if b < n and (hp[b] < hp[a] or (hp[b] == hp[a] and hl[b] < hl[a])):
-            c = b
-        if hp[c] < hp[i] or (hp[c] == hp[i] and hl[c] < hl[i]):
-            hp[i], hp[c] = hp[c], hp[i]
-            hl[i], hl[c] = hl[c], hl[i]
-            hr[i], hr[c] = hr[c], hr[i]
-            hs[i], hs[c] = hs[c], hs[i]
+        if c + 1 < n and hk[c + 1] < hk[c]:
+            c += 1
+        if hk[c] < key:
+            hk[i] = hk[c]
+            hs[i] = hs[c]
             i = c
         else:
             break
+    hk[i] = key
+    hs[i] = size
     return n
 
 
 @njit(cache=True, nogil=True)
-def _spm(buf, data, offsets, slots, scores, byte_tokens):
-    """buf: uint8[n] escaped text -> (int32 tokens, first byte lacking a token or -1)."""
+def _spm(buf, data, offsets, slots, score_rank, byte_tokens):
+    """buf: uint8[n] escaped text -> (int32 tokens, first byte lacking a token or -1).
+
+    A heap entry is (score_rank << 40 | left, size); its right symbol is left's next one, and
+    the entry is stale when the two sizes no longer add up to `size` (see llm_tokenizer_spm).
+    """
     n = buf.size
     start = np.empty(n, dtype=np.int64)
     size = np.empty(n, dtype=np.int64)
@@ -109,9 +108,7 @@ def _spm(buf, data, offsets, slots, scores, byte_tokens):
         nxt[n_sym] = -1 if off == n else n_sym + 1
         n_sym += 1
     cap = 3 * n_sym + 4
-    hp = np.empty(cap, dtype=np.float64)
-    hl = np.empty(cap, dtype=np.int64)
-    hr = np.empty(cap, dtype=np.int64)
+    hk = np.empty(cap, dtype=np.int64)
     hs = np.empty(cap, dtype=np.int64)
     nh = 0
     for i in range(1, n_sym):
@@ -119,13 +116,14 @@ def _spm(buf, data, offsets, slots, scores, byte_tokens):
         b = a + size[i - 1] + size[i]
         tok = strtab.lookup(data, offsets, slots, buf, a, b)
         if tok >= 0:
-            nh = _heap_push(hp, hl, hr, hs, nh, -np.float64(scores[tok]), i - 1, i, b - a)
+            nh = _heap_push(hk, hs, nh, (score_rank[tok] << 40) | (i - 1), b - a)
+    mask = (np.int64(1) << 40) - 1
     while nh > 0:
-        left = hl[0]
-        right = hr[0]
+        left = hk[0] & mask
         bsize = hs[0]
-        nh = _heap_pop(hp, hl, hr, hs, nh)
-        if size[left] == 0 or size[right] == 0 or size[left] + size[right] != bsize:
+        nh = _heap_pop(hk, hs, nh)
+        right = nxt[left]
+        if size[left] == 0 or right < 0 or size[right] == 0 or size[left] + size[right] != bsize:
             continue
         size[left] += size[right]
         size[right] = 0
@@ -141,7 +139,7 @@ def _spm(buf, data, offsets, slots, scores, byte_tokens):
             b = a + size[lft] + size[rgt]
             tok = strtab.lookup(data, offsets, slots, buf, a, b)
             if tok >= 0:
-                nh = _heap_push(hp, hl, hr, hs, nh, -np.float64(scores[tok]), lft, rgt, b - a)
+                nh = _heap_push(hk, hs, nh, (score_rank[tok] << 40) | lft, b - a)
     out = np.empty(n, dtype=np.int32)
     n_out = 0
     i = 0

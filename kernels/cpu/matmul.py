@@ -67,7 +67,7 @@ from kernels.cpu.vec_dot_rows import (
 # Kernels inline code of kernels.cpu.simd / vec_dot / vec_dot_rows / q8, whose edits do not
 # invalidate this module's cache: changing the SIMD IR bumps simd.SIMD_VERSION, which forces an
 # edit here; after editing the others, clear kernels/cpu/__pycache__ (CI starts clean).
-_SIMD_VERSION = 8
+_SIMD_VERSION = 9
 assert simd.SIMD_VERSION == _SIMD_VERSION, "kernels.cpu.simd changed: update _SIMD_VERSION"
 
 # weight type -> its vec_dot_type (ggml-cpu.c type_traits_cpu), for the fast-path types

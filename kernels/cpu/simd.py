@@ -11,11 +11,14 @@ vec_dot on AVX2 and AVX-512 builds. `dot*_q4_k_r8_gemv` / `dot*_q4_k_r8_gemm` re
 float steps of llama.cpp's repacked Q4_K kernels (ggml_gemv / ggml_gemm_q4_K_8x8_q8_K of
 arch/x86/repack.cpp), which AVX2 builds use for Q4_K weights with a multiple of 8 rows.
 
-Signature of every dot intrinsic:
-    dot(w: uint8[:], woff: int64, x: uint8[:], xoff: int64, nb: int64) -> float32
-w holds GGML weight blocks (row starts at byte woff), x holds the activation row already
-quantized to the weight type's vec_dot_type in GGML block layout (starts at byte xoff), nb is the
-number of blocks in the row. The caller guarantees the bounds.
+Signatures (w: GGML weight blocks, row at byte woff; x: the activation row already converted to
+the weight type's vec_dot_type in GGML block layout, at byte xoff; nb: blocks per row; the caller
+guarantees the bounds):
+    dot_<w>_<x>(w, woff, x, xoff, nb) -> float32
+    dot4_<w>_<x>(w, woff, 0, x, xoff, x_stride, nb) -> 4 x float32: one weight row, 4 tokens
+    dot2r_<w>_<x>(w, woff, w_stride, x, xoff, 0, nb) -> 2 x float32: 2 weight rows, one token
+The multi-row / multi-token forms decode each weight block once and keep one accumulator set per
+(row, token), so each result equals the single dot bit for bit.
 
 The portable helpers at the top (`fma_f32`, `f32_to_bits`, `f32_from_bits`) use only generic
 LLVM IR and work on every CPU. `HAS_AVX2` tells whether the host can run the dot intrinsics
@@ -31,7 +34,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-SIMD_VERSION = 8
+SIMD_VERSION = 9
 
 _FEATURES = _llvm_binding.get_host_cpu_features()
 HAS_AVX2 = all(_FEATURES.get(f, False) for f in ("avx2", "fma", "f16c"))
@@ -599,6 +602,51 @@ def _make_fdot(eb, ld8, ld1):
     return fdot
 
 
+@intrinsic
+def dot_f16_f16(typingctx, w, woff, x, xoff, n):
+    """F16 row dot with the numerics of ggml_vec_dot_f16 in llama.cpp's AVX-512 build (vec.cpp,
+    GGML_F16 STEP 64 / EPR 16): 4 x 16-lane FMA accumulators over steps of 64 values, reduced
+    (a0+a2)+(a1+a3), then _mm512_reduce_add_ps's tree (halves 8, 4, then (t0+t2)+(t1+t3)), then the
+    n % 64 tail as float32 products added in double, rounded to float32 at the end."""
+    sig = types.float32(w, woff, x, xoff, n)
+
+    def codegen(context, builder, signature, args):
+        b = builder
+        f64 = ir.DoubleType()
+        v16 = _V(_f32, 16)
+        wp = context.make_array(signature.args[0])(context, b, args[0]).data
+        xp = context.make_array(signature.args[2])(context, b, args[2]).data
+        wrow = b.gep(wp, [context.cast(b, args[1], signature.args[1], types.int64)], inbounds=True)
+        xrow = b.gep(xp, [context.cast(b, args[3], signature.args[3], types.int64)], inbounds=True)
+        nv = context.cast(b, args[4], signature.args[4], types.int64)
+        ops = _Ops(b)
+        fma16 = _fn(b, "llvm.fma.v16f32", v16, [v16] * 3)
+        ld16 = lambda base, off: b.fpext(b.bitcast(_load(b, base, off, _V(_i16, 16)), _V(_f16, 16)), v16)  # noqa: E731
+        accs = [cgutils.alloca_once_value(b, _C(v16, None)) for _ in range(4)]
+        tail = cgutils.alloca_once_value(b, _C(f64, 0.0))
+        nsteps = b.sdiv(nv, _C(_i64, 64))
+        with cgutils.for_range(b, nsteps) as loop:
+            base = b.mul(loop.index, _C(_i64, 128))
+            ops.prefetch_at(wrow, _add(b, base, _PREFETCH_BYTES))
+            for a in range(4):
+                off = _add(b, base, 32 * a)
+                b.store(b.call(fma16, [ld16(wrow, off), ld16(xrow, off), b.load(accs[a])]), accs[a])
+        a = [b.load(p) for p in accs]
+        v = b.fadd(b.fadd(a[0], a[2]), b.fadd(a[1], a[3]))
+        t3 = b.fadd(_shuf(b, v, v, range(8, 16)), _shuf(b, v, v, range(8)))
+        t6 = b.fadd(_shuf(b, t3, t3, range(4, 8)), _shuf(b, t3, t3, range(4)))
+        t8 = b.fadd(t6, _shuf(b, t6, t6, [2, 3, 0, 1]))
+        r = b.fadd(b.extract_element(t8, _C(_i32, 0)), b.extract_element(t8, _C(_i32, 1)))
+        b.store(b.fpext(r, f64), tail)
+        start = b.mul(nsteps, _C(_i64, 64))
+        with cgutils.for_range(b, b.sub(nv, start)) as loop:
+            off = b.mul(b.add(start, loop.index), _C(_i64, 2))
+            prod = b.fmul(_f16_at(b, wrow, off), _f16_at(b, xrow, off))
+            b.store(b.fadd(b.load(tail), b.fpext(prod, f64)), tail)
+        return b.fptrunc(b.load(tail), _f32)
+
+    return sig, codegen
+
+
 dot_f32_f32 = _make_fdot(4, _ld8_f32, _ld1_f32)
-dot_f16_f16 = _make_fdot(2, _ld8_f16, _ld1_f16)
 dot_bf16_bf16 = _make_fdot(2, _ld8_bf16, _ld1_bf16)

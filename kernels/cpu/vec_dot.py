@@ -258,7 +258,24 @@ def vec_dot_f32_f32(w, woff, x, xoff, n):
 
 @njit(cache=True, nogil=True)
 def vec_dot_f16_f16(w, woff, x, xoff, n):
-    return _fdot(w, woff, x, xoff, n, 1)
+    """ggml_vec_dot_f16 of llama.cpp's AVX-512 build: see simd.dot_f16_f16."""
+    acc = np.zeros(64, np.float32)
+    nmain = n // 64 * 64
+    for i in range(nmain):
+        acc[i % 64] = fma_f32(_f16(w, woff + 2 * i), _f16(x, xoff + 2 * i), acc[i % 64])
+    v = np.empty(16, np.float32)
+    for k in range(16):
+        v[k] = (acc[k] + acc[32 + k]) + (acc[16 + k] + acc[48 + k])
+    t3 = np.empty(8, np.float32)
+    for k in range(8):
+        t3[k] = v[8 + k] + v[k]
+    t6 = np.empty(4, np.float32)
+    for k in range(4):
+        t6[k] = t3[4 + k] + t3[k]
+    sumf = np.float64((t6[0] + t6[2]) + (t6[1] + t6[3]))
+    for i in range(nmain, n):
+        sumf += np.float64(_f16(w, woff + 2 * i) * _f16(x, xoff + 2 * i))
+    return np.float32(sumf)
 
 
 @njit(cache=True, nogil=True)

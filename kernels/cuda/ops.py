@@ -455,7 +455,7 @@ def rope_f32(x, pos, n_tokens, n_head, head_dim, n_dims, neox, freq_base, freq_s
         cb = t * head_dim
         if tid == 0:
             theta = np.float32(pos[t])
-            for i0 in range(0, head_dim, 2):
+            for i0 in range(0, n_dims, 2):  # ggml fills the cache over ne0; only n_dims are used
                 ff = np.float32(1.0)
                 if has_ff:
                     ff = freq_factors[i0 // 2]

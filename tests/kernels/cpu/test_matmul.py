@@ -334,3 +334,19 @@ def test_bad_arguments_raise_value_error(bad):
     out = np.zeros(bad.get("out_shape", (n_rows,)), np.float32)
     with pytest.raises(ValueError):
         mm.matmul(w, bad.get("ggml_type", 3), n_rows, n_cols, x, out)
+
+
+@pytest.mark.parametrize("n_tokens", [1, 6])
+def test_matmul_q_rows_on_row_ranges_equals_matmul_q(n_tokens):
+    rng = np.random.default_rng(8 + n_tokens)
+    n_rows, n_cols, t = 40, 512, FAST["Q4_K"]  # 40 rows: the repacked-Q4_K numerics
+    w = random_weight(rng, "Q4_K", n_rows, n_cols)
+    x = rng.standard_normal(n_tokens * n_cols).astype(np.float32)
+    xq = np.empty(mm.act_nbytes(t, n_tokens, n_cols), np.uint8)
+    mm.quantize_act(x, t, n_tokens, n_cols, xq)
+    full = np.empty(n_tokens * n_rows, np.float32)
+    mm.matmul_q(w, t, n_rows, n_cols, xq, n_tokens, full)
+    parts = np.full(n_tokens * n_rows, np.nan, np.float32)
+    for r0, r1 in ((0, 7), (7, 30), (30, 40)):
+        mm.matmul_q_rows(w, t, n_rows, n_cols, xq, n_tokens, parts, r0, r1)
+    assert np.array_equal(full.view(np.uint32), parts.view(np.uint32))
