@@ -5,10 +5,14 @@ llama_get_logits_ith / llama_get_embeddings_ith), src/llama-cparams (runtime par
 KV-cache mask of src/llama-kv-cache.cpp (set_input_kq_mask, is_masked_swa). K and V are stored as
 F16 like llama.cpp's default cache types.
 
-Differences on purpose: the graph runs eagerly (one arch `build_graph` call per ubatch); the KV
-store below (`_KVStore`) keeps every cell of a sequence for SWA layers and masks the ones outside
-the window (llama.cpp's non-full SWA cache evicts them instead: the visible cells, hence the
-numbers, are the same).
+Like llama.cpp's defaults (kv_unified=false, swa_full=true) every sequence has its own stream of
+cells, n_ctx is padded to 256 and n_kv is the used range padded to 256: cell placement decides
+the summation order inside attention, so it follows llama.cpp to give bit-identical logits.
+
+Differences on purpose: the graph runs eagerly (one arch `build_graph` call per ubatch, NumPy
+temporaries per op, no arena yet); `_KVStore` is a private store (to be replaced by
+emel.kv_cache) that keeps every cell of a sequence for SWA layers and masks the ones outside the
+window; multi-sequence batches are split into consecutive n_ubatch chunks (not split_equal).
 """
 
 from __future__ import annotations

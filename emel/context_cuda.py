@@ -8,7 +8,8 @@ kernels/cuda/matmul.py. Weights, the K/V storage (F16 values held as float32, li
 and the activations (a bump arena of float32, reset per layer, plus the residual stream) live on
 the device; logits (and embeddings when asked for) come back to the host.
 
-Supported architectures: llama and gemma3 (graphs below). Others raise UnsupportedError.
+Supported architectures: llama, qwen2, qwen3 (one graph) and gemma3. Others (phi3) raise
+UnsupportedError.
 Differences from the CPU context, on purpose or pending:
 - the matmul activation is converted to the weight's vec_dot_type on the host
   (kernels.cpu.matmul.quantize_act, bit-exact with llama.cpp) and copied back, because
@@ -17,13 +18,12 @@ Differences from the CPU context, on purpose or pending:
   equal their CPU twins. llama.cpp's numerics amplify such last-bit differences where a value
   sits at a rounding boundary (F16/Q8 activations, the F16 GELU table), so logits agree with the
   CPU context to ~1e-7 .. 1e-2 of max |logit| on random tiny models, not bit for bit.
-Importing this module imports numba.cuda; `emel.device.resolve_device("cuda")` says whether it can run.
+Importing this module imports numba.cuda (through kernels/cuda); `emel.device.resolve_device("cuda")` says whether it can run.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda
 
 from kernels.cpu import matmul as cpu_matmul
 from kernels.cpu import ops as cpu_ops
@@ -33,6 +33,7 @@ from kernels.cuda import matmul as gpu_matmul
 from kernels.cuda import ops as G
 from kernels.cuda import quants as gpu_quants
 from kernels.cuda import runtime, tuning
+from kernels.cuda.runtime import device_array, to_device
 
 from .context import Context, ContextParams
 from .device import resolve_device
@@ -57,8 +58,8 @@ class CudaContext(Context):
         self.dev = _DeviceModel(self.weights, self.hp, self.launch)
         self.kv = _DeviceKV(self.kv, self.hp, self.launch)
         self.arena = _Arena(_arena_floats(self.hp, self.n_ubatch, self.kv.size))
-        self.resid = cuda.device_array(self.n_ubatch * self.hp.n_embd, np.float32)
-        self.logits_buf = cuda.device_array(self.n_ubatch * self.hp.n_vocab, np.float32)
+        self.resid = device_array(self.n_ubatch * self.hp.n_embd, np.float32)
+        self.logits_buf = device_array(self.n_ubatch * self.hp.n_vocab, np.float32)
         graph = _GRAPHS[arch]
         ctx = self
 
@@ -75,39 +76,42 @@ class CudaContext(Context):
 
 
 def _llama_graph(ctx: CudaContext, ub, out_ids: np.ndarray, want_logits: bool):
-    """emel.models.llama.build_graph on the device."""
+    """emel.models.llama / qwen2 / qwen3 build_graph on the device: the llama layout, plus the
+    q/k/v and output biases of qwen2 and the per-head Q/K RMS norms of qwen3 when present."""
     hp, w, d, kv, A = ctx.hp, ctx.weights, ctx.dev, ctx.kv, ctx.arena
     n = len(ub.token)
-    hd = hp.n_embd_head_k
+    hd, eps, n_embd = hp.n_embd_head_k, hp.f_norm_rms_eps, hp.n_embd
     kq_scale = hp.f_attention_scale or 1.0 / np.sqrt(np.float32(hd))
+    rope_freqs = getattr(w, "rope_freqs", None)
     inpL = ctx.resid
     d.embed(w.tok_embd, ub.token, inpL)
-    pos = cuda.to_device(np.ascontiguousarray(ub.pos, dtype=np.int32))
+    pos = to_device(np.ascontiguousarray(ub.pos, dtype=np.int32))
     for il, L in enumerate(w.layers):
         A.reset()
-        rp = kv.rope_params(il, w.rope_freqs)
-        cur = d.rms_norm(A, inpL, L.attn_norm, n, hp.n_embd, hp.f_norm_rms_eps)
-        q = d.linear(A, L.wq, cur, n)
-        k = d.linear(A, L.wk, cur, n)
-        v = d.linear(A, L.wv, cur, n)
+        rp = kv.rope_params(il, rope_freqs) if rope_freqs is not None else kv.rope_params(il)
+        cur = d.rms_norm(A, inpL, L.attn_norm, n, n_embd, eps)
+        q = d.linear(A, L.wq, cur, n, bias=getattr(L, "wq_b", None))
+        k = d.linear(A, L.wk, cur, n, bias=getattr(L, "wk_b", None))
+        v = d.linear(A, L.wv, cur, n, bias=getattr(L, "wv_b", None))
+        if getattr(L, "attn_q_norm", None) is not None:  # qwen3
+            q = d.rms_norm(A, q, L.attn_q_norm, n * hp.n_head, hd, eps)
+            k = d.rms_norm(A, k, L.attn_k_norm, n * hp.n_head_kv, hd, eps)
         d.rope(A, q, pos, n, hp.n_head, hd, rp)
         d.rope(A, k, pos, n, hp.n_head_kv, hd, rp)
         cur = kv.attend(A, il, q, k, v, n, kq_scale, 0.0)
-        cur = d.linear(A, L.wo, cur, n)
-        if L.wo_b is not None:
-            d.add_rows(cur, L.wo_b, cur, n, hp.n_embd)
+        cur = d.linear(A, L.wo, cur, n, bias=getattr(L, "wo_b", None))
         inpSA = inpL
         if il == hp.n_layer - 1:
-            cur, inpSA = d.rows(A, cur, out_ids, hp.n_embd), d.rows(A, inpSA, out_ids, hp.n_embd)
+            cur, inpSA = d.rows(A, cur, out_ids, n_embd), d.rows(A, inpSA, out_ids, n_embd)
             n = len(out_ids)
-        ffn_inp = d.add(A, cur, inpSA, n * hp.n_embd)
-        cur = d.rms_norm(A, ffn_inp, L.ffn_norm, n, hp.n_embd, hp.f_norm_rms_eps)
+        ffn_inp = d.add(A, cur, inpSA, n * n_embd)
+        cur = d.rms_norm(A, ffn_inp, L.ffn_norm, n, n_embd, eps)
         cur = d.swiglu(A, d.linear(A, L.ffn_gate, cur, n), d.linear(A, L.ffn_up, cur, n), n, hp.n_ff)
         cur = d.linear(A, L.ffn_down, cur, n)
-        d.add(None, cur, ffn_inp, n * hp.n_embd, out=inpL)
+        d.add(None, cur, ffn_inp, n * n_embd, out=inpL)
     A.reset()
-    embd = d.rms_norm(A, inpL, w.output_norm, n, hp.n_embd, hp.f_norm_rms_eps)
-    return _outputs(ctx, embd, n, w.output, want_logits, 0.0)
+    embd = d.rms_norm(A, inpL, w.output_norm, n, n_embd, eps)
+    return _outputs(ctx, embd, n, w.output, want_logits, 0.0, getattr(w, "output_b", None))
 
 
 def _gemma3_graph(ctx: CudaContext, ub, out_ids: np.ndarray, want_logits: bool):
@@ -118,7 +122,7 @@ def _gemma3_graph(ctx: CudaContext, ub, out_ids: np.ndarray, want_logits: bool):
     inpL = ctx.resid
     d.embed(w.tok_embd, ub.token, inpL)
     d.scale(inpL, np.sqrt(np.float32(n_embd)), inpL, n * n_embd)
-    pos = cuda.to_device(np.ascontiguousarray(ub.pos, dtype=np.int32))
+    pos = to_device(np.ascontiguousarray(ub.pos, dtype=np.int32))
     for il, L in enumerate(w.layers):
         A.reset()
         rp = kv.rope_params(il)
@@ -145,10 +149,12 @@ def _gemma3_graph(ctx: CudaContext, ub, out_ids: np.ndarray, want_logits: bool):
     return _outputs(ctx, embd, n, w.output, want_logits, hp.f_final_logit_softcapping)
 
 
-_GRAPHS = {"llama": _llama_graph, "gemma3": _gemma3_graph}
+_GRAPHS = {"llama": _llama_graph, "qwen2": _llama_graph, "qwen3": _llama_graph,
+           "gemma3": _gemma3_graph}
 
 
-def _outputs(ctx: CudaContext, embd, n_out: int, output, want_logits: bool, cap: float):
+def _outputs(ctx: CudaContext, embd, n_out: int, output, want_logits: bool, cap: float,
+             bias: np.ndarray | None = None):
     """The only device -> host copies of a ubatch: logits rows (and embeddings when asked for)."""
     hp = ctx.hp
     embd_h = embd[:n_out * hp.n_embd].copy_to_host().reshape(n_out, hp.n_embd) \
@@ -156,7 +162,7 @@ def _outputs(ctx: CudaContext, embd, n_out: int, output, want_logits: bool, cap:
     if not want_logits or n_out == 0:
         return embd_h, np.zeros((n_out, hp.n_vocab), np.float32)
     logits = ctx.logits_buf[:n_out * hp.n_vocab]
-    ctx.dev.linear(None, output, embd, n_out, out=logits)
+    ctx.dev.linear(None, output, embd, n_out, out=logits, bias=bias)
     if cap:
         ctx.dev.softcap(logits, cap, n_out * hp.n_vocab)
     return embd_h, logits.copy_to_host().reshape(n_out, hp.n_vocab)
@@ -179,7 +185,7 @@ class _Arena:
     """A float32 device buffer handed out front to back; reset() frees everything at once."""
 
     def __init__(self, n_floats: int) -> None:
-        self.buf = cuda.device_array(n_floats, np.float32)
+        self.buf = device_array(n_floats, np.float32)
         self.top = 0
         self.peak = 0
 
@@ -206,7 +212,7 @@ class _DeviceModel:
         self.t = launch
         self._mats: dict[int, object] = {}
         self._vecs: dict[int, object] = {}
-        self.gelu_table = cuda.to_device(cpu_ops.gelu_f16_table())
+        self.gelu_table = to_device(cpu_ops.gelu_f16_table())
         self._upload(weights)
 
     def _upload(self, obj) -> None:
@@ -220,16 +226,16 @@ class _DeviceModel:
                     raise UnsupportedError(f"device 'cuda': tensor {v.name} has type "
                                            f"{v.ggml_type.name}, which the CUDA matmul lacks")
                 if id(v) not in self._mats:
-                    self._mats[id(v)] = cuda.to_device(np.ascontiguousarray(v.data).view(np.uint8).reshape(-1))
+                    self._mats[id(v)] = to_device(np.ascontiguousarray(v.data).view(np.uint8).reshape(-1))
             elif isinstance(v, np.ndarray) and v.dtype == np.float32:
-                self._vecs[id(v)] = cuda.to_device(np.ascontiguousarray(v).reshape(-1))
+                self._vecs[id(v)] = to_device(np.ascontiguousarray(v).reshape(-1))
             elif isinstance(v, list) or hasattr(v, "__dataclass_fields__"):
                 self._upload(v)
 
     def vec(self, a: np.ndarray):
         d = self._vecs.get(id(a))
         if d is None:
-            d = self._vecs[id(a)] = cuda.to_device(np.ascontiguousarray(a, dtype=np.float32))
+            d = self._vecs[id(a)] = to_device(np.ascontiguousarray(a, dtype=np.float32))
         return d
 
     # -- ops --------------------------------------------------------------------------------
@@ -245,8 +251,9 @@ class _DeviceModel:
         for i, tok in enumerate(np.asarray(tokens, dtype=np.int64)):
             kernel[blocks, tpb](table, int(tok) * row_bytes, n_cols, out, i * n_cols)
 
-    def linear(self, A, lin, x, n_tokens: int, out=None):
-        """out = W @ x; the activation is quantized on the host (see the module docstring)."""
+    def linear(self, A, lin, x, n_tokens: int, out=None, bias: np.ndarray | None = None):
+        """out = W @ x (+ bias, broadcast over rows); the activation is quantized on the host
+        (see the module docstring)."""
         if out is None:
             out = A.take(n_tokens * lin.n_rows)
         t = int(lin.ggml_type)
@@ -259,8 +266,10 @@ class _DeviceModel:
             cpu_matmul.quantize_act(xh, t, n_tokens, lin.n_cols, xq)
         grid = max(1, min(self.t.max_blocks, lin.n_rows * n_tokens))
         gpu_matmul.matmul_q[grid, self.t.matmul_threads](self._mats[id(lin)], t, lin.n_rows,
-                                                          lin.n_cols, cuda.to_device(xq),
+                                                          lin.n_cols, to_device(xq),
                                                           n_tokens, out)
+        if bias is not None:
+            self.add_rows(out, bias, out, n_tokens, lin.n_rows)
         return out
 
     def rms_norm(self, A, x, w, n_rows: int, n_cols: int, eps: float):
@@ -311,7 +320,7 @@ class _DeviceModel:
         """x[ids] (ids: host int array, checked by the caller)."""
         out = A.take(len(ids) * n_cols)
         if len(ids):
-            G.launch_get_rows_f32(x, cuda.to_device(np.asarray(ids, np.int32)), out, len(ids),
+            G.launch_get_rows_f32(x, to_device(np.asarray(ids, np.int32)), out, len(ids),
                                   n_cols, threads=self.t.row_threads, max_blocks=self.t.max_blocks)
         return out
 
@@ -330,8 +339,8 @@ class _DeviceKV:
         self.t = launch
         n_cells = host.n_stream * host.size
         host.k = host.v = None
-        self.k = [cuda.to_device(np.zeros(n_cells * hp.n_embd_k_gqa, np.float32)) for _ in range(hp.n_layer)]
-        self.v = [cuda.to_device(np.zeros(n_cells * hp.n_embd_v_gqa, np.float32)) for _ in range(hp.n_layer)]
+        self.k = [to_device(np.zeros(n_cells * hp.n_embd_k_gqa, np.float32)) for _ in range(hp.n_layer)]
+        self.v = [to_device(np.zeros(n_cells * hp.n_embd_v_gqa, np.float32)) for _ in range(hp.n_layer)]
         self._masks: dict[tuple[int, bool], tuple[object, int]] = {}
         self._groups: list[tuple[object, object, int, int]] = []
 
@@ -345,15 +354,15 @@ class _DeviceKV:
         n = len(ub.token)
         for s, idx, slots in self.host._groups:
             full = len(idx) == n and bool(np.all(idx == np.arange(n)))
-            d_idx = None if full else cuda.to_device(np.asarray(idx, np.int32))
-            cells = cuda.to_device((s * self.host.size + np.asarray(slots)).astype(np.int32))
+            d_idx = None if full else to_device(np.asarray(idx, np.int32))
+            cells = to_device((s * self.host.size + np.asarray(slots)).astype(np.int32))
             self._groups.append((d_idx, cells, s, len(idx)))
 
     def _mask(self, s: int, idx: np.ndarray, swa: bool):
         key = (s, swa)
         if key not in self._masks:
             m, n_kv = self.host.mask(s, idx, swa)
-            self._masks[key] = (cuda.to_device(np.ascontiguousarray(m, np.float32).reshape(-1)), n_kv)
+            self._masks[key] = (to_device(np.ascontiguousarray(m, np.float32).reshape(-1)), n_kv)
         return self._masks[key]
 
     def attend(self, A, il: int, q, k, v, n_tokens: int, kq_scale: float, softcap: float):

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "parity_fixtures" / "logits"))
 
 
-def run(arch: str, tmp: Path, n_prompt: int) -> list[dict]:
+def run(arch: str, tmp: Path, n_prompt: int, two_sequences: bool = True) -> list[dict]:
     import tiny_models
 
     from emel.context import Batch, Context, ContextParams
@@ -36,7 +36,7 @@ def run(arch: str, tmp: Path, n_prompt: int) -> list[dict]:
         # a second sequence in one batch with a token of the first: per-sequence gather/scatter
         ("two sequences", Batch(token=[toks[0], toks[n_prompt + 1]], pos=[0, n_prompt + 1],
                                 seq_id=[1, 0], logits=[True, True])),
-    ]
+    ][:3 if two_sequences else 2]
     rows = []
     for name, batch in steps:
         cpu.decode(batch)
@@ -78,10 +78,12 @@ def main(argv: list[str]) -> int:
     if not gpu:
         assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUDASIM=1"
         _fast_simulator()
-    archs = [a for a in argv if not a.startswith("--")] or ["llama", "gemma3"]
+    archs = [a for a in argv if not a.startswith("--")] or ["llama", "gemma3", "qwen2", "qwen3"]
     with tempfile.TemporaryDirectory() as d:
         for arch in archs:
-            for row in run(arch, Path(d), 12 if gpu else 3):
+            # the batch plumbing (two sequences) once per graph function; qwen2/3 share llama's
+            full = gpu or arch in ("llama", "gemma3")
+            for row in run(arch, Path(d), 12 if gpu else 3, two_sequences=full):
                 print(json.dumps(row), flush=True)
     return 0
 

@@ -1,5 +1,7 @@
 """Prefill and decode speed like llama-bench: `python -m emel.bench -m MODEL [-m MODEL2 ...]
-[-p 512] [-n 128] [-t 2] [-r 5] [--json] [--vs-llama-cpp] [--device cpu|cuda] [--write-plans]`.
+[-p 512] [-n 128] [-t 2[,1]] [-r 5] [--json] [--vs-llama-cpp] [--llama-cpp-python PATH]
+[--device cpu|cuda] [--omp-wait-policy passive|active] [--no-latency | --latency-only]
+[--write-plans]`.
 
 Follows llama.cpp tools/llama-bench/llama-bench.cpp (test_prompt, test_gen and the run loop):
 one context with n_batch 2048 and n_ubatch 512; `ppN` clears the KV cache and decodes N prompt
@@ -28,8 +30,6 @@ import json
 import os
 import platform
 import re
-import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -552,7 +552,7 @@ def _spawn(cmd: list[str], env_extra: dict[str, str]) -> dict:
     """Run a first-token script in a new process; times are from just before the spawn."""
     env = dict(os.environ, **env_extra)
     root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     t_spawn = time.time()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -654,8 +654,9 @@ def format_table(results, latencies, machine, extras) -> str:
                     f"emel load {ex.get('emel_load_s', 0):.2f} s"
                     + (f"; llama.cpp {ex['llama_cpp']['version']} (flash_attn_type "
                        f"{ex['llama_cpp']['flash_attn_type']})" if "llama_cpp" in ex else ""))
-    rows += ["", "| model | test | threads | emel tok/s (min - max) | llama.cpp tok/s (min - max) "
-             "| emel / llama.cpp |", "|---|---|---:|---:|---:|---:|"]
+    if results:
+        rows += ["", "| model | test | threads | emel tok/s (min - max) | llama.cpp tok/s "
+                 "(min - max) | emel / llama.cpp |", "|---|---|---:|---:|---:|---:|"]
     for r, ref in _pairs(results):
         med, lo, hi = r.tok_s()
         cell = "-" if ref is None else "%.2f (%.2f - %.2f)" % ref.tok_s()

@@ -10,9 +10,11 @@ and IQ4_XS run plain @njit loops, without SIMD). Q4_K weights with a multiple of
 llama.cpp's repacked kernels instead, as its x86 AVX2 builds do by default (repack.cpp
 gemv/gemm_q4_K_8x8_q8_K: same integer sums, other float steps; see llama_cpp_kinds).
 llamafile's sgemm, which llama.cpp uses for Q4_0/Q5_0/Q8_0 prompts, gives the same numbers as
-vec_dot. Not mirrored: llama.cpp's repacked Q4_0 / IQ4_NL kernels (weights with rows % 8 == 0;
-same integer sums, ~1e-6 relative), and the float orders of its F32/F16/BF16 dots (ours: float32
-lanes; ~1e-6 relative).
+vec_dot. F16 weights follow ggml_vec_dot_f16 of llama.cpp's AVX-512 build (16-lane accumulators,
+double tail; bit-exact with the llama-cpp-python build used for the fixtures); for prompts
+(n_tokens >= 2) llama.cpp routes F16 through llamafile's tinyBLAS, another float order. Not
+mirrored: llama.cpp's repacked Q4_0 / IQ4_NL kernels (weights with rows % 8 == 0; same integer
+sums), F32 / BF16 float orders (ours: 4 x 8 float32 lanes). Those differ by ~1e-6 relative.
 
 The weight is read in its GGUF block layout. Decode (fewer than 4 tokens) takes two weight rows
 per SIMD dot (independent FMA chains); prefill decodes each weight block once for 4 tokens and
@@ -51,7 +53,7 @@ n_cols is a multiple of the block size and every buffer is large enough (see `ch
 import numpy as np
 from numba import get_num_threads, get_thread_id, njit, prange
 
-from kernels.cpu import simd, vec_dot_rows
+from kernels.cpu import simd
 from kernels.cpu.q8 import (
     fp16_to_fp32,
     quantize_row_bf16, quantize_row_f16, quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_K,

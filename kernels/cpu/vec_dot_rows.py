@@ -8,7 +8,6 @@ Internal kinds _Q4_K_R8_GEMV / _Q4_K_R8_GEMM stand for Q4_K with the float steps
 repacked x86 kernels (see llama_cpp_kinds).
 """
 
-import numpy as np
 from numba import njit
 
 from kernels.cpu import simd, vec_dot

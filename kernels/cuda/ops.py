@@ -17,7 +17,7 @@ rounding to nearest even. Where this file differs on purpose:
   to float32 (correctly rounded in practice; glibc's float versions are within ~0.5 ulp), because
   CUDA's float versions are only accurate to 1-2 ulp.
 - NVVM contracts a*b + c into an FMA by default; where the CPU rounds the product first, the
-  kernels use `_mul_rn`/`_add_rn` (libdevice __fmul_rn/__fadd_rn, never contracted).
+  kernels use `mul_rn`/`add_rn` (libdevice __fmul_rn/__fadd_rn, never contracted).
 F16 values of the KV cache are held as float32 (exact), as the CPU context holds them.
 `numba.cuda` is imported only inside kernels/cuda.
 """
@@ -25,218 +25,18 @@ F16 values of the KV cache are held as float32 (exact), as the CPU context holds
 import math
 
 import numpy as np
-from numba import config, cuda
+from numba import cuda
 
 from kernels.cuda import tuning
+from kernels.cuda.ops_base import (add_rn, device, dot_sgemm16, dot_vec_f16, dot_vec_f16_strided,
+                                   expf_libm, f32_to_f16_bits, fma32, mul_rn, reduce16,
+                                   round_f16, v_expf)
 
-_EXP_R = np.float32(float.fromhex("0x1.8p23"))
-_EXP_LOG2E = np.float32(float.fromhex("0x1.715476p+0"))
-_EXP_LN2_HI = np.float32(float.fromhex("0x1.62e4p-1"))
-_EXP_LN2_LO = np.float32(float.fromhex("0x1.7f7d1cp-20"))
-_EXP_C5 = np.float32(float.fromhex("0x1.0e4020p-7"))
-_EXP_C4 = np.float32(float.fromhex("0x1.573e2ep-5"))
-_EXP_C3 = np.float32(float.fromhex("0x1.555e66p-3"))
-_EXP_C2 = np.float32(float.fromhex("0x1.fffdb6p-2"))
-_EXP_C1 = np.float32(float.fromhex("0x1.ffffecp-1"))
 _ROW_MAX = tuning.ROW_THREADS_MAX
 _ATTN_MAX = tuning.ATTN_THREADS_MAX
 
 
-# ---------------------------------------------------------------------------------------------
-# Float helpers (device functions)
-
-if config.ENABLE_CUDASIM:
-    # Under the simulator, device functions are plain Python functions called by the simulated
-    # kernels: its device-function wrapper swaps this module's globals on every call, which makes
-    # the tests ~10x slower. (The kernels are still simulated kernels; `cuda` inside these
-    # helpers resolves to the simulator's API while a kernel runs, as it does for the kernels.)
-    def _device(fn):
-        return fn
-else:
-    _device = cuda.jit(device=True)
-
-if config.ENABLE_CUDASIM:
-    # The simulator runs kernels as Python on NumPy scalars: its cuda.fma rounds twice and it has
-    # no libdevice. The float64 product of two float32 values is exact, so one rounding remains.
-    @_device
-    def fma32(a, b, c):
-        """a*b + c in float32 with one rounding."""
-        return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
-
-    @_device
-    def _mul_rn(a, b):
-        return np.float32(np.float32(a) * np.float32(b))
-
-    @_device
-    def _add_rn(a, b):
-        return np.float32(np.float32(a) + np.float32(b))
-else:
-    from numba.cuda import libdevice
-
-    @_device
-    def fma32(a, b, c):
-        """a*b + c in float32 with one rounding."""
-        return libdevice.fmaf(np.float32(a), np.float32(b), np.float32(c))
-
-    @_device
-    def _mul_rn(a, b):
-        return libdevice.fmul_rn(np.float32(a), np.float32(b))
-
-    @_device
-    def _add_rn(a, b):
-        return libdevice.fadd_rn(np.float32(a), np.float32(b))
-
-
-@_device
-def _round_half_even(q):
-    """q (float64, >= 0) rounded to the nearest integer, ties to even; exact."""
-    r = math.floor(q)
-    rem = q - r
-    if rem > 0.5 or (rem == 0.5 and math.fmod(r, 2.0) == 1.0):
-        r += 1.0
-    return r
-
-
-@_device
-def f32_to_f16_bits(x):
-    """Round a float32 to the nearest F16 (ties to even); returns the bit pattern as int32.
-
-    Arithmetic twin of kernels.cpu.ops.f32_to_f16_bits: every step is exact in float64.
-    """
-    xf = np.float64(np.float32(x))
-    sign = 0x8000 if math.copysign(1.0, xf) < 0.0 else 0
-    a = abs(xf)
-    if a != a:
-        return np.int32(sign | 0x7E00)
-    if a >= 65520.0:
-        return np.int32(sign | 0x7C00)
-    if a < 6.103515625e-05:  # below 2^-14: subnormal F16, units of 2^-24
-        return np.int32(sign | int(_round_half_even(a * 16777216.0)))
-    m, e = math.frexp(a)  # a = m * 2^e, m in [0.5, 1)
-    r = int(_round_half_even(m * 2048.0))
-    be = e + 14
-    if r == 2048:
-        r = 1024
-        be += 1
-    return np.int32(sign | (be << 10) | (r - 1024))
-
-
-@_device
-def round_f16(x):
-    """x rounded to the nearest F16 value, as float32 (the value of f32_to_f16_bits(x))."""
-    h = f32_to_f16_bits(x)
-    e = (h >> 10) & 0x1F
-    m = h & 0x3FF
-    if e == 0x1F:
-        v = np.float32(math.inf) if m == 0 else np.float32(math.nan)
-    elif e == 0:
-        v = np.float32(math.ldexp(np.float64(m), -24))
-    else:
-        v = np.float32(math.ldexp(np.float64(m | 0x400), int(e - 25)))
-    return -v if (h & 0x8000) != 0 else v
-
-
-@_device
-def v_expf(x):
-    """One lane of ggml_v_expf (vec.h, AVX-512 build), as kernels.cpu.ops.v_expf."""
-    x = np.float32(x)
-    z = fma32(x, _EXP_LOG2E, _EXP_R)
-    n = np.float32(z - _EXP_R)
-    if abs(n) > np.float32(192.0) or n != n:
-        if n <= np.float32(0.0) or n != n:
-            return np.float32(0.0)
-        return np.float32(math.inf)
-    b = fma32(-n, _EXP_LN2_LO, fma32(-n, _EXP_LN2_HI, x))
-    u = np.float32(b * b)
-    j = fma32(fma32(fma32(_EXP_C5, b, _EXP_C4), u, fma32(_EXP_C3, b, _EXP_C2)), u,
-              fma32(_EXP_C1, b, np.float32(1.0)))
-    ni = int(n)
-    if ni >= -126 and ni <= 127:
-        return _mul_rn(j, np.float32(math.ldexp(1.0, ni)))
-    if ni < -126:
-        return _mul_rn(_mul_rn(j, np.float32(math.ldexp(1.0, -126))),
-                       np.float32(math.ldexp(1.0, ni + 126)))
-    return _mul_rn(_mul_rn(j, np.float32(math.ldexp(1.0, 127))), np.float32(math.ldexp(1.0, ni - 127)))
-
-
-@_device
-def _expf(x):
-    """expf (libm) of a float32: evaluated in double, rounded to float32."""
-    return np.float32(math.exp(np.float64(np.float32(x))))
-
-
-@_device
-def reduce16(lanes, o):
-    """_mm512_reduce_add_ps of lanes[o:o+16] in GCC's order (halves, quarters, pairs)."""
-    t0 = lanes[o + 0] + lanes[o + 8]
-    t1 = lanes[o + 1] + lanes[o + 9]
-    t2 = lanes[o + 2] + lanes[o + 10]
-    t3 = lanes[o + 3] + lanes[o + 11]
-    t4 = lanes[o + 4] + lanes[o + 12]
-    t5 = lanes[o + 5] + lanes[o + 13]
-    t6 = lanes[o + 6] + lanes[o + 14]
-    t7 = lanes[o + 7] + lanes[o + 15]
-    u0 = np.float32(t0 + t4)
-    u1 = np.float32(t1 + t5)
-    u2 = np.float32(t2 + t6)
-    u3 = np.float32(t3 + t7)
-    return np.float32(np.float32(u0 + u2) + np.float32(u1 + u3))
-
-
-@_device
-def dot_sgemm16(a, ao, b, bo, k, lanes):
-    """llamafile tinyBLAS<16> order: one FMA chain per lane over k (k % 16 == 0), then reduce16."""
-    for i in range(16):
-        lanes[i] = np.float32(0.0)
-    for l in range(0, k, 16):
-        for i in range(16):
-            lanes[i] = fma32(a[ao + l + i], b[bo + l + i], lanes[i])
-    return reduce16(lanes, 0)
-
-
-@_device
-def _fold64(lanes):
-    """ggml_vec_dot_f16's reduction of 64 lanes: (0+2, 1+3), (0+1), reduce16."""
-    for i in range(16):
-        lanes[i] = np.float32(lanes[i] + lanes[32 + i])
-        lanes[16 + i] = np.float32(lanes[16 + i] + lanes[48 + i])
-    for i in range(16):
-        lanes[i] = np.float32(lanes[i] + lanes[16 + i])
-    return np.float64(reduce16(lanes, 0))
-
-
-@_device
-def dot_vec_f16(a, ao, b, bo, n, lanes):
-    """ggml_vec_dot_f16 order (AVX-512): 64 FMA lanes over blocks of 64, tail in double."""
-    np64 = n & ~63
-    for i in range(64):
-        lanes[i] = np.float32(0.0)
-    for i in range(0, np64, 64):
-        for j in range(64):
-            lanes[j] = fma32(a[ao + i + j], b[bo + i + j], lanes[j])
-    s = _fold64(lanes)
-    for i in range(np64, n):
-        s += np.float64(_mul_rn(a[ao + i], b[bo + i]))
-    return np.float32(s)
-
-
-@_device
-def _dot_vec_f16_strided(v, vo, stride, p, po, n, lanes):
-    """dot_vec_f16 of v[vo + j*stride] (j < n) with p[po + j], skipping p == 0 terms (exact)."""
-    np64 = n & ~63
-    for i in range(64):
-        lanes[i] = np.float32(0.0)
-    for j in range(np64):
-        pj = p[po + j]
-        if pj != 0.0:
-            lanes[j & 63] = fma32(v[vo + j * stride], pj, lanes[j & 63])
-    s = _fold64(lanes)
-    for j in range(np64, n):
-        s += np.float64(_mul_rn(v[vo + j * stride], p[po + j]))
-    return np.float32(s)
-
-
-@_device
+@device
 def _tree_sum_f64(partial, tid, nthreads):
     """partial[0] = sum of partial[:nthreads] (a power of two): pairs at distance n/2, n/4 .. 1."""
     s = nthreads // 2
@@ -247,7 +47,7 @@ def _tree_sum_f64(partial, tid, nthreads):
         s //= 2
 
 
-@_device
+@device
 def _tree_max_f32(partial, tid, nthreads):
     """partial[0] = max of partial[:nthreads] (a power of two), same pairing as _tree_sum_f64."""
     s = nthreads // 2
@@ -288,7 +88,7 @@ def rms_norm_f32(x, w, out, n_rows, n_cols, eps, has_w):
         s = 0.0
         for c in range(tid, n_cols, nt):
             v = x[base + c]
-            s += np.float64(_mul_rn(v, v))
+            s += np.float64(mul_rn(v, v))
         partial[tid] = s
         cuda.syncthreads()
         _tree_sum_f64(partial, tid, nt)
@@ -296,9 +96,9 @@ def rms_norm_f32(x, w, out, n_rows, n_cols, eps, has_w):
         scale = np.float32(1.0) / np.float32(math.sqrt(np.float32(mean + eps)))
         for c in range(tid, n_cols, nt):
             if has_w:
-                out[base + c] = _mul_rn(_mul_rn(x[base + c], scale), w[c])
+                out[base + c] = mul_rn(mul_rn(x[base + c], scale), w[c])
             else:
-                out[base + c] = _mul_rn(x[base + c], scale)
+                out[base + c] = mul_rn(x[base + c], scale)
         cuda.syncthreads()
 
 
@@ -332,10 +132,10 @@ def scale_f32(x, s, out, n):
         out[i] = x[i] * s
 
 
-@_device
+@device
 def _silu_at(v, i, n16):
     """silu as the CPU computes element i: ggml_v_silu below n16, ggml_silu_f32 (expf) after."""
-    e = v_expf(-v) if i < n16 else _expf(-v)
+    e = v_expf(-v) if i < n16 else expf_libm(-v)
     return np.float32(v / (np.float32(1.0) + e))
 
 
@@ -357,7 +157,7 @@ def swiglu_f32(x, g, out, n_rows, n_cols, x_stride, g_stride):
         gb = r * g_stride
         ob = r * n_cols
         for c in range(cuda.threadIdx.x, n_cols, cuda.blockDim.x):
-            out[ob + c] = _mul_rn(_silu_at(x[xb + c], c, n16), g[gb + c])
+            out[ob + c] = mul_rn(_silu_at(x[xb + c], c, n16), g[gb + c])
 
 
 @cuda.jit
@@ -391,8 +191,8 @@ def tanh_softcap_f32(x, out, n, cap):
     """out = tanh(x / cap) * cap (ggml_scale, ggml_tanh, ggml_scale)."""
     inv = np.float32(1.0) / cap
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        t = np.float32(math.tanh(np.float64(_mul_rn(x[i], inv))))
-        out[i] = _mul_rn(t, cap)
+        t = np.float32(math.tanh(np.float64(mul_rn(x[i], inv))))
+        out[i] = mul_rn(t, cap)
 
 
 @cuda.jit
@@ -460,7 +260,7 @@ def rope_f32(x, pos, n_tokens, n_head, head_dim, n_dims, neox, freq_base, freq_s
                 if has_ff:
                     ff = freq_factors[i0 // 2]
                 theta_extrap = np.float32(theta / ff)
-                theta_interp = _mul_rn(freq_scale, theta_extrap)
+                theta_interp = mul_rn(freq_scale, theta_extrap)
                 th = theta_interp
                 mscale = np.float32(attn_factor)
                 if ext_factor != 0.0:
@@ -473,14 +273,14 @@ def rope_f32(x, pos, n_tokens, n_head, head_dim, n_dims, neox, freq_base, freq_s
                     if y > np.float32(1.0):
                         y = np.float32(1.0)
                     ramp = np.float32(np.float32(1.0) - y)
-                    ramp_mix = _mul_rn(ramp, ext_factor)
-                    th = _add_rn(_mul_rn(theta_interp, np.float32(np.float32(1.0) - ramp_mix)),
-                                 _mul_rn(theta_extrap, ramp_mix))
+                    ramp_mix = mul_rn(ramp, ext_factor)
+                    th = add_rn(mul_rn(theta_interp, np.float32(np.float32(1.0) - ramp_mix)),
+                                 mul_rn(theta_extrap, ramp_mix))
                     lg = np.float32(math.log(np.float64(np.float32(np.float32(1.0) / freq_scale))))
-                    mscale = _mul_rn(mscale, _add_rn(np.float32(1.0), _mul_rn(np.float32(0.1), lg)))
-                cache[cb + i0] = _mul_rn(np.float32(math.cos(np.float64(th))), mscale)
-                cache[cb + i0 + 1] = _mul_rn(np.float32(math.sin(np.float64(th))), mscale)
-                theta = _mul_rn(theta, theta_scale)
+                    mscale = mul_rn(mscale, add_rn(np.float32(1.0), mul_rn(np.float32(0.1), lg)))
+                cache[cb + i0] = mul_rn(np.float32(math.cos(np.float64(th))), mscale)
+                cache[cb + i0 + 1] = mul_rn(np.float32(math.sin(np.float64(th))), mscale)
+                theta = mul_rn(theta, theta_scale)
         cuda.syncthreads()
         for k in range(tid, n_head * half, nt):
             h = k // half
@@ -497,8 +297,8 @@ def rope_f32(x, pos, n_tokens, n_head, head_dim, n_dims, neox, freq_base, freq_s
                 b = base + i0 + 1
             x0 = x[a]
             x1 = x[b]
-            x[a] = fma32(x0, c, -_mul_rn(x1, s))
-            x[b] = fma32(x0, s, _mul_rn(x1, c))
+            x[a] = fma32(x0, c, -mul_rn(x1, s))
+            x[b] = fma32(x0, s, mul_rn(x1, c))
         cuda.syncthreads()
 
 
@@ -554,8 +354,8 @@ def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
             else:
                 v = dot_vec_f16(k_cache, kb, q16, qb, head_dim_k, loc)
             if softcap != 0.0:
-                v = _mul_rn(np.float32(math.tanh(np.float64(_mul_rn(v, inv_cap)))), softcap)
-            v = _add_rn(_mul_rn(v, kq_scale), m)
+                v = mul_rn(np.float32(math.tanh(np.float64(mul_rn(v, inv_cap)))), softcap)
+            v = add_rn(mul_rn(v, kq_scale), m)
             scores[sb + j] = v
             if v > mx:
                 mx = v
@@ -571,7 +371,7 @@ def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
                 loc[i] = e
             total += np.float64(reduce16(loc, 0))
         for j in range(n16 + tid, n_kv, nt):
-            e = _expf(np.float32(scores[sb + j] - mx))
+            e = expf_libm(np.float32(scores[sb + j] - mx))
             scores[sb + j] = e
             total += np.float64(e)
         ssum[tid] = total
@@ -579,7 +379,7 @@ def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
         _tree_sum_f64(ssum, tid, nt)
         inv = np.float32(1.0 / ssum[0])
         for j in range(tid, n_kv, nt):
-            scores[sb + j] = round_f16(_mul_rn(scores[sb + j], inv))
+            scores[sb + j] = round_f16(mul_rn(scores[sb + j], inv))
         cuda.syncthreads()
         ob = item * head_dim_v
         for d in range(tid, head_dim_v, nt):
@@ -593,7 +393,7 @@ def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
                         loc[j & 15] = fma32(v_cache[j * row_v + vb], p, loc[j & 15])
                 out[ob + d] = reduce16(loc, 0)
             else:
-                out[ob + d] = _dot_vec_f16_strided(v_cache, vb, row_v, scores, sb, n_kv, loc)
+                out[ob + d] = dot_vec_f16_strided(v_cache, vb, row_v, scores, sb, n_kv, loc)
         cuda.syncthreads()
 
 

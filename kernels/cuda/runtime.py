@@ -24,3 +24,13 @@ def status() -> tuple[bool, str]:
         return False, f"CUDA driver error: {e}"
     name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
     return True, f"{name} (compute capability {dev.compute_capability[0]}.{dev.compute_capability[1]})"
+
+
+def to_device(a):
+    """A device copy of the host array a (numba.cuda.to_device)."""
+    return cuda.to_device(a)
+
+
+def device_array(n: int, dtype):
+    """An uninitialised 1-D device array of n values."""
+    return cuda.device_array(int(n), dtype=dtype)

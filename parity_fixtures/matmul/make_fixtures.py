@@ -165,6 +165,27 @@ def _iq4_nl_odd_blocks(cpu, rng, x, arrays):
     arrays["out_IQ4_NL_96"] = out
 
 
+def _f16_rows(cpu, rng, x, arrays):
+    """F16 weights (vec_dot_type F16): x converted by ggml_cpu_fp32_to_fp16, then ggml_vec_dot_f16.
+    200 columns: three 64-value SIMD steps and a tail of 8."""
+    n_cols, n_rows = 200, 5
+    w = (rng.standard_normal((n_rows, n_cols)) * 0.1).astype(np.float16)
+    out = np.zeros((x.shape[0], n_rows), np.float32)
+    s = ctypes.c_float()
+    for t in range(x.shape[0]):
+        xs = np.ascontiguousarray(x[t, :n_cols])
+        xh = np.zeros(n_cols, np.uint16)
+        cpu.ggml_cpu_fp32_to_fp16(xs.ctypes.data_as(ctypes.c_void_p), xh.ctypes.data_as(ctypes.c_void_p),
+                                  ctypes.c_int64(n_cols))
+        for r in range(n_rows):
+            cpu.ggml_vec_dot_f16(ctypes.c_int(n_cols), ctypes.byref(s), ctypes.c_size_t(0),
+                                 ctypes.c_void_p(w.ctypes.data + r * n_cols * 2), ctypes.c_size_t(0),
+                                 xh.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(0), ctypes.c_int(1))
+            out[t, r] = s.value
+    arrays["w_F16_200"] = w.view(np.uint8).reshape(-1)
+    arrays["out_F16_200"] = out
+
+
 def main():
     cpu, version = _load_ggml()
     rng = np.random.default_rng(SEED)
@@ -198,11 +219,12 @@ def main():
         arrays[f"out_{tname}"] = out
     _q4_k_repacked(cpu, rng, x, arrays["xq_q8_K"], arrays)
     _iq4_nl_odd_blocks(cpu, rng, x, arrays)
+    _f16_rows(cpu, rng, x, arrays)
     meta = {
         "llama_cpp_python": version, "seed": SEED, "n_cols": N_COLS, "n_rows": N_ROWS,
         "n_tokens": n_tokens, "types": {k: v[0] for k, v in TYPES.items()},
         "cpu": {f: bool(getattr(cpu, f"ggml_cpu_has_{f}")()) for f in ("avx2", "avx512", "avx512_vnni")},
-        "functions": "quantize_row_q8_{0,1,K}, ggml_vec_dot_<type>_<vec_dot_type>, "
+        "functions": "quantize_row_q8_{0,1,K}, ggml_vec_dot_<type>_<vec_dot_type>, ggml_vec_dot_f16, "
                      "ggml_gemv_q4_K_8x8_q8_K, ggml_gemm_q4_K_8x8_q8_K, ggml_quantize_mat_q8_K_4x8",
     }
     arrays["meta"] = np.array(json.dumps(meta))

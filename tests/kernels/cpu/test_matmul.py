@@ -4,7 +4,8 @@ Tolerances:
 * llama.cpp fixture (parity_fixtures/matmul, ggml_vec_dot_* called through ctypes): bit-exact for
   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, for the SIMD kernels and the
   portable fallback;
-  Q4_K with a multiple of 8 rows bit-exact with the repacked ggml_gemv/gemm_q4_K_8x8_q8_K.
+  Q4_K with a multiple of 8 rows bit-exact with the repacked ggml_gemv/gemm_q4_K_8x8_q8_K;
+  F16 bit-exact with ggml_vec_dot_f16 (AVX-512 build).
 * NumPy integer reference (block integer dots, float64 scaling): |diff| <= 1e-5 * sum|terms|,
   the float32 rounding of the per-block FMA chain.
 * dequantize (gguf-py) + float64 matmul on the activation as the kernel sees it: 1e-5 of
@@ -190,6 +191,15 @@ def test_q4_k_with_rows_multiple_of_8_is_bit_exact_with_llama_cpp_repacked_kerne
         assert np.array_equal(p.view(np.uint32), ref.view(np.uint32))
 
 
+def test_f16_matches_llama_cpp_vec_dot_f16(fixture):
+    # x converted to F16 (ggml_cpu_fp32_to_fp16), dot as ggml_vec_dot_f16 of the AVX-512 build;
+    # 200 columns: three 64-value steps and a tail of 8
+    x = np.ascontiguousarray(fixture["x"][:, :200])
+    ref = fixture["out_F16_200"]
+    got = _run("F16", fixture["w_F16_200"], ref.shape[1], 200, x)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+
+
 def test_iq4_nl_with_odd_block_count_is_bit_exact(fixture):
     # the AVX2 loop takes blocks in pairs (two accumulators) and adds an odd last block apart
     x = np.ascontiguousarray(fixture["x"][:, :96])
@@ -260,7 +270,7 @@ def test_matmul_matches_integer_reference_and_dequantize(name, n_tokens):
 @pytest.mark.parametrize("n_tokens", [1, 3])
 def test_float_weights_match_numpy(name, n_tokens):
     rng = np.random.default_rng(5 + n_tokens)
-    n_rows, n_cols = 9, 72  # 72 = two 32-element steps and a tail of 8
+    n_rows, n_cols = 9, 136  # F32/BF16: four 32-value steps and a tail of 8; F16: 2 x 64 and 8
     wf = rng.standard_normal((n_rows, n_cols)).astype(np.float32)
     x = rng.standard_normal((n_tokens, n_cols)).astype(np.float32)
     if name == "F32":
