@@ -41,6 +41,7 @@ from .errors import UnsupportedError
 from .models import common as C
 
 _GGML_TYPE_Q5_K = 13
+_GGML_TYPE_Q6_K = 14
 
 
 class CudaContext(Context):
@@ -213,6 +214,10 @@ class _DeviceModel:
         self._mats: dict[int, object] = {}
         self._vecs: dict[int, object] = {}
         self.gelu_table = to_device(cpu_ops.gelu_f16_table())
+        self.f16_table = to_device(cpu_ops.f16_table())
+        # the batch size from which the CPU Linear takes the tiled Q6_K order (None: never)
+        from .models import linear as cpu_linear
+        self.tiled_min_rows = getattr(cpu_linear, "_TILED_MIN_ROWS", None)
         self._upload(weights)
 
     def _upload(self, obj) -> None:
@@ -264,10 +269,17 @@ class _DeviceModel:
         else:
             xq = np.empty(cpu_matmul.act_nbytes(t, n_tokens, lin.n_cols), np.uint8)
             cpu_matmul.quantize_act(xh, t, n_tokens, lin.n_cols, xq)
-        grid = max(1, min(self.t.max_blocks, lin.n_rows * n_tokens))
-        gpu_matmul.matmul_q[grid, self.t.matmul_threads](self._mats[id(lin)], t, lin.n_rows,
-                                                          lin.n_cols, to_device(xq),
-                                                          n_tokens, out)
+        if t == _GGML_TYPE_Q6_K and self.tiled_min_rows and n_tokens >= self.tiled_min_rows:
+            # emel.models.linear follows llama.cpp's tiled K-quant matmul for such batches
+            G.launch_matmul_q6_k_tiled(self._mats[id(lin)], lin.n_rows, lin.n_cols, to_device(xq),
+                                       n_tokens, out, self.f16_table,
+                                       threads=self.t.elementwise_threads,
+                                       max_blocks=self.t.max_blocks)
+        else:
+            grid = max(1, min(self.t.max_blocks, lin.n_rows * n_tokens))
+            gpu_matmul.matmul_q[grid, self.t.matmul_threads](self._mats[id(lin)], t, lin.n_rows,
+                                                              lin.n_cols, to_device(xq),
+                                                              n_tokens, out)
         if bias is not None:
             self.add_rows(out, bias, out, n_tokens, lin.n_rows)
         return out

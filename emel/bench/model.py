@@ -729,7 +729,9 @@ def render_plans(data: dict) -> str:
            "| model | test | threads | emel tok/s (min - max) | llama.cpp tok/s (min - max) | "
            "emel / llama.cpp | Numba layer | OMP_WAIT_POLICY | load avg start / end | date | commit |",
            "|---|---|---:|---:|---:|---:|---|---|---|---|---|"]
-    for d in data["throughput"].values():
+    rows = sorted(data["throughput"].values(),
+                  key=lambda d: (d["model"], d["test"], -d["threads"], str(d.get("omp_wait_policy"))))
+    for d in rows:
         ref = ratio = "-"
         if "llama_cpp_tok_s" in d:
             ref = (f"{d['llama_cpp_tok_s']:.2f} ({d['llama_cpp_tok_s_min']:.2f} - "

@@ -4,6 +4,9 @@ llama.cpp multiplies a quantized weight by an activation row after quantizing th
 weight type's vec_dot_type (Q8_0, Q8_1, Q8_K, F16...), then sums integer block dot products
 scaled per block (ggml_compute_forward_mul_mat). `kernels.cpu.matmul` implements exactly that;
 `kernels.cpu.quants.dequantize` gives ggml_get_rows of quantized tables (dequantize_row_*).
+Q6_K weights with batches of >= 8 rows follow llama.cpp's tiled kernel (GGML_CPU_TILED_MM, on
+by default) through kernels.cpu.ops.matmul_q6_k_tiled: same integers, another float order.
+(Other non-repacked K-quants take that path in llama.cpp too; not reproduced yet.)
 """
 
 from __future__ import annotations
@@ -11,10 +14,16 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.cpu import matmul as _km
+from kernels.cpu import ops as _ops
 from kernels.cpu import quants as _kq
 
 from ..errors import ModelError, UnsupportedError
 from ..gguf import GGMLType, block_size, row_nbytes
+
+
+# ggml_tiled_min_batch: the tiled path serves src1 with >= 8 rows (ggml-cpu/tiled/tiled.cpp)
+_TILED_MIN_ROWS = 8
+_F16 = _ops.f16_table()
 
 
 def dequantize(data: np.ndarray, ggml_type, n_elements: int) -> np.ndarray:
@@ -44,15 +53,45 @@ class Linear:
                                    f"the {self.ggml_type.name} block size {blck}")
         self.row_nbytes = row_nbytes(self.ggml_type, n_cols)
         self.data = np.ascontiguousarray(data[: n_rows * self.row_nbytes])
+        self._w32: np.ndarray | None = None  # F32/F16 weights as float32, made on first use
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """ggml_mul_mat: x float32[n_tokens, n_cols] -> float32[n_tokens, n_rows]."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         out = np.empty((x.shape[0], self.n_rows), dtype=np.float32)
+        if self.ggml_type == GGMLType.Q6_K and x.shape[0] >= _TILED_MIN_ROWS:
+            return self._q6_k_tiled(x, out)
+        if self.ggml_type in (GGMLType.F32, GGMLType.F16):
+            return self._float(x, out)
         try:
             return _km.matmul(self.data, int(self.ggml_type), self.n_rows, self.n_cols, x, out)
         except ValueError as e:
             raise UnsupportedError(f"tensor {self.name}: {e}") from e
+
+    def _q6_k_tiled(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """llama.cpp's tiled K-quant matmul numerics (batches >= 8 rows, weights not repacked)."""
+        n = x.shape[0]
+        if x.shape[1] != self.n_cols:
+            raise UnsupportedError(f"tensor {self.name}: x has {x.shape[1]} columns, expected {self.n_cols}")
+        xq = np.empty(_km.act_nbytes(int(self.ggml_type), n, self.n_cols), dtype=np.uint8)
+        _km.quantize_act(x.reshape(-1), int(self.ggml_type), n, self.n_cols, xq)
+        _ops.matmul_q6_k_tiled(self.data, self.n_rows, self.n_cols, xq, n, out.reshape(-1), _F16)
+        return out
+
+    def _float(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """F32/F16 weights: llamafile's sgemm for batches (ne11 >= 2, m % 4, k % 16), else
+        ggml_vec_dot_f32/f16 (ggml_compute_forward_mul_mat)."""
+        if self._w32 is None:
+            n = self.n_rows * self.n_cols
+            self._w32 = dequantize(self.data, self.ggml_type, n)
+        n = x.shape[0]
+        if x.shape[1] != self.n_cols:
+            raise UnsupportedError(f"tensor {self.name}: x has {x.shape[1]} columns, expected {self.n_cols}")
+        sgemm = n >= 2 and self.n_rows % 4 == 0 and self.n_cols % 16 == 0
+        _ops.matmul_float_ggml(self._w32, self.n_rows, self.n_cols, x.reshape(-1), n,
+                               out.reshape(-1), sgemm, self.ggml_type == GGMLType.F16,
+                               np.empty(self.n_cols, np.float32), np.empty(64, np.float32))
+        return out
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """ggml_get_rows: float32[len(ids), n_cols] (ids checked by the caller)."""

@@ -547,3 +547,80 @@ def _gelu_table(x16, out):
         inner = np.float32(np.float32(SQRT_2_OVER_PI * x) * _fma32(np.float32(GELU_COEF_A * x), x, np.float32(1.0)))
         y = np.float32(np.float32(np.float32(0.5) * x) * np.float32(np.float32(1.0) + np.float32(math.tanh(inner))))
         out[i] = round_f16(y)
+
+
+# ---------------------------------------------------------------------------------------------
+# Q6_K x Q8_K with the float order of ggml-cpu/tiled (llama.cpp's default for batches >= 8 rows)
+
+
+@njit(cache=True, nogil=True)
+def matmul_q6_k_tiled(w, n_rows, n_cols, xq, n_tokens, out, f16tab):
+    """out[t*n_rows + r] = row r of a Q6_K weight times activation t (already Q8_K blocks).
+
+    Follows ggml_compute_forward_mul_mat_tiled (ggml-cpu/tiled/tiled-kernel.cpp, FMA path), which
+    llama.cpp takes for K-quant weights that are not repacked when src1 has >= 8 rows: per
+    super-block the exact integer sum s1 = sum_j scale_j * sum_i q_i * x_i, then
+    res = float(s1) * d_w and buf = fma(res, d_x, buf), super-blocks in order.
+    w: uint8[n_rows * n_cols/256 * 210]; xq: uint8[n_tokens * n_cols/256 * 292] (block_q8_K);
+    out: float32[n_tokens * n_rows]; f16tab: float32[65536]. Sizes are checked by the caller.
+    """
+    nb = n_cols // 256
+    for t in range(n_tokens):
+        xbase = t * nb * 292
+        for r in range(n_rows):
+            wbase = r * nb * 210
+            buf = np.float32(0.0)
+            for b in range(nb):
+                wb = wbase + b * 210
+                xb = xbase + b * 292
+                dx = _u32_as_f32(np.uint32(xq[xb]) | (np.uint32(xq[xb + 1]) << np.uint32(8))
+                                 | (np.uint32(xq[xb + 2]) << np.uint32(16))
+                                 | (np.uint32(xq[xb + 3]) << np.uint32(24)))
+                xs = xb + 4
+                isum = 0
+                for n in range(2):
+                    for l in range(32):
+                        ql0 = np.int64(w[wb + 64 * n + l])
+                        ql1 = np.int64(w[wb + 64 * n + l + 32])
+                        qh = np.int64(w[wb + 128 + 32 * n + l])
+                        e = 128 * n + l
+                        for k in range(4):
+                            if k == 0:
+                                q = ((ql0 & 0xF) | ((qh & 3) << 4)) - 32
+                            elif k == 1:
+                                q = ((ql1 & 0xF) | (((qh >> 2) & 3) << 4)) - 32
+                            elif k == 2:
+                                q = ((ql0 >> 4) | (((qh >> 4) & 3) << 4)) - 32
+                            else:
+                                q = ((ql1 >> 4) | (((qh >> 6) & 3) << 4)) - 32
+                            ei = e + 32 * k
+                            xv = np.int64(xq[xs + ei])
+                            if xv >= 128:
+                                xv -= 256
+                            sc = np.int64(w[wb + 192 + ei // 16])
+                            if sc >= 128:
+                                sc -= 256
+                            isum += sc * q * xv
+                d = f16tab[np.int64(w[wb + 208]) | (np.int64(w[wb + 209]) << 8)]
+                res = np.float32(np.float32(isum) * d)
+                buf = _fma32(res, dx, buf)
+            out[t * n_rows + r] = buf
+
+
+@njit(cache=True, nogil=True)
+def matmul_float_ggml(w, n_rows, n_cols, x, n_tokens, out, sgemm, round_x16, xs, lanes):
+    """out[t*n_rows + r] = dot(w row r, x row t) for F32/F16 weights (held as float32 values), in
+    ggml-cpu's order: llamafile tinyBLAS<16> (one 16-lane FMA chain, reduce16) when `sgemm`
+    (prompt batches), else ggml_vec_dot_f32/f16 (4 x 16 lanes over blocks of 64). With
+    `round_x16` the activation is first rounded to F16 (the vec_dot_type of F16 weights).
+    w: float32[n_rows*n_cols]; x: float32[n_tokens*n_cols]; xs: float32[n_cols] scratch;
+    lanes: float32[64] scratch."""
+    for t in range(n_tokens):
+        xb = t * n_cols
+        for c in range(n_cols):
+            xs[c] = round_f16(x[xb + c]) if round_x16 else x[xb + c]
+        for r in range(n_rows):
+            if sgemm:
+                out[t * n_rows + r] = dot_sgemm16(w, r * n_cols, xs, 0, n_cols, lanes)
+            else:
+                out[t * n_rows + r] = dot_vec_f16(w, r * n_cols, xs, 0, n_cols, lanes)

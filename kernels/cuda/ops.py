@@ -28,6 +28,7 @@ import numpy as np
 from numba import cuda
 
 from kernels.cuda import tuning
+from kernels.cuda.quants_base import f32_from_bits, read_u32
 from kernels.cuda.ops_base import (add_rn, device, dot_sgemm16, dot_vec_f16, dot_vec_f16_strided,
                                    expf_libm, f32_to_f16_bits, fma32, mul_rn, reduce16,
                                    round_f16, v_expf)
@@ -398,6 +399,59 @@ def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
 
 
 # ---------------------------------------------------------------------------------------------
+# Q6_K x Q8_K with the float order of ggml-cpu/tiled (llama.cpp's default for batches >= 8 rows)
+
+
+@cuda.jit
+def matmul_q6_k_tiled(w, n_rows, n_cols, xq, n_tokens, out, f16tab):
+    """out[t*n_rows + r] = row r of a Q6_K weight times activation t (already Q8_K blocks).
+
+    One thread per output (t, r), super-blocks in order as on the CPU: the exact integer sum of
+    a super-block, res = float(isum) * d_w, buf = fma(res, d_x, buf); bit-exact with the CPU.
+    """
+    nb = n_cols // 256
+    for item in range(cuda.grid(1), n_tokens * n_rows, cuda.gridsize(1)):
+        t = item // n_rows
+        r = item - t * n_rows
+        xbase = t * nb * 292
+        wbase = r * nb * 210
+        buf = np.float32(0.0)
+        for b in range(nb):
+            wb = wbase + b * 210
+            xb = xbase + b * 292
+            dx = f32_from_bits(read_u32(xq, xb))
+            xs = xb + 4
+            isum = 0
+            for n in range(2):
+                for l in range(32):
+                    ql0 = np.int64(w[wb + 64 * n + l])
+                    ql1 = np.int64(w[wb + 64 * n + l + 32])
+                    qh = np.int64(w[wb + 128 + 32 * n + l])
+                    e = 128 * n + l
+                    for k in range(4):
+                        if k == 0:
+                            q = ((ql0 & 0xF) | ((qh & 3) << 4)) - 32
+                        elif k == 1:
+                            q = ((ql1 & 0xF) | (((qh >> 2) & 3) << 4)) - 32
+                        elif k == 2:
+                            q = ((ql0 >> 4) | (((qh >> 4) & 3) << 4)) - 32
+                        else:
+                            q = ((ql1 >> 4) | (((qh >> 6) & 3) << 4)) - 32
+                        ei = e + 32 * k
+                        xv = np.int64(xq[xs + ei])
+                        if xv >= 128:
+                            xv -= 256
+                        sc = np.int64(w[wb + 192 + ei // 16])
+                        if sc >= 128:
+                            sc -= 256
+                        isum += sc * q * xv
+            d = f16tab[np.int64(w[wb + 208]) | (np.int64(w[wb + 209]) << 8)]
+            res = mul_rn(np.float32(isum), d)
+            buf = fma32(res, dx, buf)
+        out[t * n_rows + r] = buf
+
+
+# ---------------------------------------------------------------------------------------------
 # Host launchers: check, size the grid, launch. Arrays may be NumPy (copied by Numba) or device
 # arrays; every array is 1-D and at least as long as the sizes need.
 
@@ -581,3 +635,15 @@ def launch_attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_h
         q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k, head_dim_v, n_kv,
         np.float32(kq_scale), np.float32(softcap), bool(sgemm_kq), bool(sgemm_kqv), scores, q16,
         lanes)
+
+
+def launch_matmul_q6_k_tiled(w, n_rows, n_cols, xq, n_tokens, out, f16tab,
+                             threads=tuning.ELEMENTWISE_THREADS, max_blocks=tuning.MAX_BLOCKS):
+    if n_cols % 256:
+        raise ValueError(f"matmul_q6_k_tiled: n_cols={n_cols} is not a multiple of 256")
+    _check("w", w, np.uint8, n_rows * (n_cols // 256) * 210)
+    _check("xq", xq, np.uint8, n_tokens * (n_cols // 256) * 292)
+    _check("out", out, np.float32, n_tokens * n_rows)
+    _check("f16tab", f16tab, np.float32, 65536)
+    matmul_q6_k_tiled[_blocks(n_tokens * n_rows, threads, max_blocks), threads](
+        w, n_rows, n_cols, xq, n_tokens, out, f16tab)

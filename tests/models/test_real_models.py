@@ -3,7 +3,8 @@
 parity_fixtures/logits/<model>.npz (make_fixtures.py) holds, per prompt, llama.cpp's token ids,
 per-position top-20 logits, a few full logit rows and a 64-token greedy continuation, made with
 n_ctx=2048, n_batch=n_ubatch=512, F16 KV cache, no flash attention. Prompt 3 is 845 (SmolLM2) /
->512 (Gemma-3) tokens: past Gemma-3's sliding window.
+826 (Gemma-3) tokens: past Gemma-3's 512-token sliding window. Both models give llama.cpp's
+logits bit for bit (max |diff| 0) and its greedy continuations.
 """
 
 import numpy as np
@@ -84,22 +85,11 @@ def test_smollm2_matches_llama_cpp(smollm2_path, fixtures_dir):
 
 
 @pytest.mark.slow
-def test_gemma3_stays_close_to_llama_cpp(gemma3_path, fixtures_dir):
-    """Not yet llama.cpp's numbers, for one known reason: for batches of >= 8 tokens llama.cpp
-    multiplies the (not repacked) Q6_K weights with its tiled kernel (ggml-cpu/tiled,
-    GGML_CPU_TILED_MM, on by default), whose float sums kernels.cpu.matmul does not reproduce
-    (with GGML_CPU_TILED_MM=0 llama.cpp's logits equal emel's bit for bit). Every other op,
-    single-token decoding and batches < 8 tokens match exactly. Gemma-3's large activations turn
-    those ulps into logit differences ~1. Targets (top-1 >= 99%, top-5 >= 95%, greedy 64/64) are
-    not met yet: this test guards the present level (top-1 98.6%, top-5 79%, greedy 16/16 on
-    prompt 0, 7/16 on prompt 2)."""
+def test_gemma3_matches_llama_cpp(gemma3_path, fixtures_dir):
     fix = np.load(fixtures_dir / "logits" / "gemma3-270m.npz")
     ctx = Context(load_model_file(gemma3_path), ContextParams(n_ctx=N_CTX, n_batch=N_BATCH))
-    report = _compare("gemma3", fix, ctx, greedy_prompts={0, 2}, n_greedy=16)
-    n_pos = [r[5] for r in report]
-    top1 = np.average([r[0] for r in report], weights=n_pos)
-    top5 = np.average([r[1] for r in report], weights=n_pos)
-    print(f"gemma3 all positions: top1 {top1:.4f} top5 {top5:.4f}")
-    assert top1 >= 0.95 and top5 >= 0.75
-    assert max(r[2] for r in report) < 3.0
-    assert all(r[3] >= 5 for r in report if r[3] is not None)
+    for top1, top5, diff, n_eq, n, _ in _compare("gemma3", fix, ctx, greedy_prompts={0, 1, 2}):
+        assert top1 == 1.0 and top5 == 1.0
+        assert diff == 0.0  # bit-identical, past the 512-token sliding window too (prompt 3)
+        if n is not None:
+            assert n_eq == n

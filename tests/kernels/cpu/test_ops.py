@@ -185,3 +185,37 @@ def test_attention_matches_float64_softmax(n_tokens, sgemm):
     ref = _attention_ref(q.astype(np.float16).astype(np.float32), k, v, mask, 0.25)
     # q and the probabilities are rounded to F16 like llama.cpp: ~1e-3 relative
     np.testing.assert_allclose(out, ref, rtol=0, atol=5e-3)
+
+
+def test_matmul_q6_k_tiled_matches_the_dequantized_product():
+    from gguf import GGMLQuantizationType as T
+    from gguf import quants
+
+    from kernels.cpu import matmul as km
+
+    n_rows, n_cols, n_tok = 8, 512, 9
+    # random Q6_K blocks (any bytes are valid) with a small F16 scale d
+    blocks = RNG.integers(0, 256, size=(n_rows * n_cols // 256, 210), dtype=np.uint8)
+    blocks[:, 208:210] = np.full(len(blocks), 0.01, np.float16).view(np.uint8).reshape(-1, 2)
+    wq = blocks.reshape(-1)
+    x = RNG.standard_normal((n_tok, n_cols)).astype(np.float32)
+    xq = np.empty(km.act_nbytes(int(T.Q6_K), n_tok, n_cols), np.uint8)
+    km.quantize_act(x.reshape(-1), int(T.Q6_K), n_tok, n_cols, xq)
+    out = np.empty(n_tok * n_rows, np.float32)
+    ops.matmul_q6_k_tiled(wq, n_rows, n_cols, xq, n_tok, out, ops.f16_table())
+    ref = x @ quants.dequantize(wq.reshape(n_rows, -1), T.Q6_K).T
+    # the activation is quantized to Q8_K (8 bits per block of 256): ~1% of the row scale
+    np.testing.assert_allclose(out.reshape(n_tok, n_rows), ref, rtol=0, atol=0.05 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("sgemm,round_x16", [(True, False), (False, False), (True, True)])
+def test_matmul_float_ggml_matches_numpy(sgemm, round_x16):
+    n_rows, n_cols, n_tok = 4, 96, 3
+    w = RNG.standard_normal((n_rows, n_cols)).astype(np.float32)
+    x = RNG.standard_normal((n_tok, n_cols)).astype(np.float32)
+    out = np.empty(n_tok * n_rows, np.float32)
+    ops.matmul_float_ggml(w.reshape(-1), n_rows, n_cols, x.reshape(-1), n_tok, out, sgemm,
+                          round_x16, np.empty(n_cols, np.float32), np.empty(64, np.float32))
+    xr = x.astype(np.float16).astype(np.float32) if round_x16 else x
+    np.testing.assert_allclose(out.reshape(n_tok, n_rows), xr.astype(np.float64) @ w.T.astype(np.float64),
+                               rtol=1e-5, atol=1e-5)

@@ -39,6 +39,7 @@ def main(argv: list[str]) -> int:
         ops.set_rows_f16: (f32a, i32a, f32a, i64, i64),
         ops.set_rows_f32: (f32a, i32a, f32a, i64, i64),
         ops.rope_f32: (f32a, i32a, i64, i64, i64, i64, b, f32, f32, f32, f32, f32, f32, f32a, b, f32a),
+        ops.matmul_q6_k_tiled: (types.uint8[::1], i64, i64, types.uint8[::1], i64, f32a, f32a),
         ops.attention_f16kv: (f32a, f32a, f32a, f32a, f32a, i64, i64, i64, i64, i64, i64, f32, f32,
                               b, b, f32a, f32a, f32a),
     }

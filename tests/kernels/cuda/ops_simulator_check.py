@@ -6,7 +6,7 @@ Prints one JSON line per check: op, case, ok, and the largest difference in floa
 
 Tolerances (each with its reason):
 - exact (0 ulp): element-wise ops, copies, F16 conversion, GELU table lookups, silu/swiglu on the
-  ggml_v_expf part: same float32 operations in the same order.
+  ggml_v_expf part, matmul_q6_k_tiled: same float32 operations in the same order.
 - rms_norm, 1 ulp: the double sum of squares is added in another order (tree vs left to right);
   the float32 mean can round differently when the two double sums straddle a rounding boundary.
 - rope, 4 ulp of the largest |x| of the row: cosf/sinf/powf are evaluated in double and rounded
@@ -269,6 +269,30 @@ def check_attention(c: Checker, big: bool) -> None:
         c.compare("attention_f16kv", name, d.copy_to_host(), want, max_ulp=0, atol=atol)
 
 
+def check_matmul_q6_k_tiled(c: Checker, n_rows: int, n_tokens: int) -> None:
+    from gguf import GGMLQuantizationType as T
+
+    from kernels.cpu import matmul as cpu_matmul
+    from kernels.cpu import ops as cpu
+    from kernels.cuda import ops as gpu
+
+    n_cols = 512
+    # random Q6_K blocks (every bit pattern of quants and scales is valid) with finite F16 scales
+    w = c.rng.integers(0, 256, (n_rows * n_cols // 256, 210), dtype=np.uint8)
+    w[:, 208:210] = (c.rng.random(len(w)) * 0.01).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    w = w.reshape(-1)
+    x = c.randn(n_tokens * n_cols)
+    xq = np.empty(cpu_matmul.act_nbytes(int(T.Q6_K), n_tokens, n_cols), np.uint8)
+    cpu_matmul.quantize_act(x, int(T.Q6_K), n_tokens, n_cols, xq)
+    f16tab = cpu.f16_table()
+    want = np.empty(n_tokens * n_rows, np.float32)
+    cpu.matmul_q6_k_tiled(w, n_rows, n_cols, xq, n_tokens, want, f16tab)
+    d = c.dev(np.zeros(n_tokens * n_rows, np.float32))
+    gpu.launch_matmul_q6_k_tiled(c.dev(w), n_rows, n_cols, c.dev(xq), n_tokens, d, c.dev(f16tab),
+                                 threads=c.t.elementwise_threads, max_blocks=c.t.max_blocks)
+    c.compare("matmul_q6_k_tiled", f"{n_rows}x{n_cols} x {n_tokens}", d.copy_to_host(), want)
+
+
 def check_errors(c: Checker) -> None:
     from kernels.cuda import ops as gpu
 
@@ -304,6 +328,7 @@ def main(argv: list[str]) -> int:
     check_rows(c, *((64, 4096) if gpu else (3, 24)))
     check_rope(c, 300 if gpu else 4)
     check_attention(c, big=gpu)
+    check_matmul_q6_k_tiled(c, *((300, 37) if gpu else (5, 3)))
     check_errors(c)
     return 1 if c.failures else 0
 

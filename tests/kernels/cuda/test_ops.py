@@ -18,7 +18,8 @@ SCRIPT = Path(__file__).with_name("ops_simulator_check.py")
 # every op of kernels/cuda/ops.py has at least one checked case
 OPS = {"add_f32", "mul_f32", "scale_f32", "f32_to_f16_array", "add_rows_f32", "silu_f32",
        "swiglu_f32", "gelu_f32", "geglu_f32", "tanh_softcap_f32", "rms_norm_f32", "get_rows_f32",
-       "get_rows_f16", "set_rows_f16", "set_rows_f32", "rope_f32", "attention_f16kv", "errors"}
+       "get_rows_f16", "set_rows_f16", "set_rows_f32", "rope_f32", "attention_f16kv",
+       "matmul_q6_k_tiled", "errors"}
 
 
 def _rows(stdout: str) -> list[dict]:
