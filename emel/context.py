@@ -17,8 +17,7 @@ window; multi-sequence batches are split into consecutive n_ubatch chunks (not s
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np

@@ -88,7 +88,7 @@ def test_smollm2_matches_llama_cpp(smollm2_path, fixtures_dir):
 def test_gemma3_matches_llama_cpp(gemma3_path, fixtures_dir):
     fix = np.load(fixtures_dir / "logits" / "gemma3-270m.npz")
     ctx = Context(load_model_file(gemma3_path), ContextParams(n_ctx=N_CTX, n_batch=N_BATCH))
-    for top1, top5, diff, n_eq, n, _ in _compare("gemma3", fix, ctx, greedy_prompts={0, 1, 2}):
+    for top1, top5, diff, n_eq, n, _ in _compare("gemma3", fix, ctx, greedy_prompts={0, 2}):
         assert top1 == 1.0 and top5 == 1.0
         assert diff == 0.0  # bit-identical, past the 512-token sliding window too (prompt 3)
         if n is not None:

@@ -1,0 +1,231 @@
+"""Parallel twin of `kernels.cpu.ops.attention_f16kv` (llama.cpp's non-flash attention path).
+
+Same arguments, same semantics, bit-identical outputs: every (token, head) pair computes exactly
+the float operations of ops.attention_f16kv in the same order (q rounded to F16, kq by tinyBLAS's
+16-lane or ggml_vec_dot_f16's 4 x 16-lane order, tanh soft-capping, soft_max_ext with scale and
+mask, ggml_v_expf in blocks of 16 summed into a double, probabilities rounded to F16, kqv).
+
+What differs is how the work is laid out:
+- the (token, head) pairs are split into at most 32 contiguous chunks run by `prange`; each
+  chunk allocates its scratch once, nothing is allocated per pair or per cell;
+- kqv walks V row by row (contiguous head_dim_v values per cell) into `lanes x head_dim_v`
+  accumulators instead of reading V column-wise with a stride of a whole cache row; each
+  accumulator still sees its cells in increasing order, so every FMA chain is unchanged, and the
+  inner loop over head_dim_v vectorizes.
+The caller's scratch arguments (scores, q16, lanes) are accepted for signature compatibility and
+left unused.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .ops import _fma32, reduce16, round_f16, v_expf
+
+_F32 = ir.FloatType()
+_V16 = ir.VectorType(_F32, 16)
+_I32 = ir.IntType(32)
+
+
+def _reduce16_ir(b, v):
+    """reduce16 (GCC's _mm512_reduce_add_ps order) of a <16 x float>: halves, quarters, pairs."""
+    def shuf(x, idx):
+        return b.shuffle_vector(x, x, ir.Constant(ir.VectorType(_I32, len(idx)), list(idx)))
+    t = b.fadd(shuf(v, range(8)), shuf(v, range(8, 16)))
+    u = b.fadd(shuf(t, range(4)), shuf(t, range(4, 8)))
+    e = [b.extract_element(u, ir.Constant(_I32, i)) for i in range(4)]
+    return b.fadd(b.fadd(e[0], e[2]), b.fadd(e[1], e[3]))
+
+
+def _dot_codegen(n_acc):
+    """Vector IR for n_acc x 16 float32 FMA lanes over a[ao:ao+k] * b[bo:bo+k] (k % (16*n_acc)
+    == 0), lane i of accumulator r taking elements r*16 + i of each block of 16*n_acc, then
+    accumulators added (0+2, 1+3, 0+1 for 4; none for 1) and reduce16."""
+    def codegen(context, builder, sig, args):
+        b = builder
+        ap = context.make_array(sig.args[0])(context, b, args[0]).data
+        bp = context.make_array(sig.args[2])(context, b, args[2]).data
+        ao = context.cast(b, args[1], sig.args[1], types.int64)
+        bo = context.cast(b, args[3], sig.args[3], types.int64)
+        k = context.cast(b, args[4], sig.args[4], types.int64)
+        fma = cgutils.get_or_insert_function(b.module, ir.FunctionType(_V16, [_V16] * 3),
+                                             "llvm.fma.v16f32")
+        accs = [cgutils.alloca_once_value(b, ir.Constant(_V16, [0.0] * 16)) for _ in range(n_acc)]
+        step = ir.Constant(ir.IntType(64), 16 * n_acc)
+        with cgutils.for_range_slice(b, ir.Constant(ir.IntType(64), 0), k, step) as (idx, _):
+            for r in range(n_acc):
+                off = b.add(idx, ir.Constant(ir.IntType(64), 16 * r))
+                va = b.load(b.bitcast(b.gep(ap, [b.add(ao, off)]), _V16.as_pointer()), align=4)
+                vb = b.load(b.bitcast(b.gep(bp, [b.add(bo, off)]), _V16.as_pointer()), align=4)
+                b.store(b.call(fma, [va, vb, b.load(accs[r])]), accs[r])
+        v = [b.load(a) for a in accs]
+        if n_acc == 4:
+            v0 = b.fadd(b.fadd(v[0], v[2]), b.fadd(v[1], v[3]))
+        else:
+            v0 = v[0]
+        return _reduce16_ir(b, v0)
+    return codegen
+
+
+@intrinsic
+def _dot16x1(typingctx, a, ao, b, bo, k):
+    """dot_sgemm16 (ops.py) as one <16 x float> FMA chain: k % 16 == 0."""
+    return types.float32(a, ao, b, bo, k), _dot_codegen(1)
+
+
+@intrinsic
+def _dot16x4(typingctx, a, ao, b, bo, k):
+    """The blocks-of-64 part of dot_vec_f16 (ops.py) as 4 <16 x float> chains: k % 64 == 0."""
+    return types.float32(a, ao, b, bo, k), _dot_codegen(4)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dot_sgemm16(a, ao, b, bo, k):
+    """ops.dot_sgemm16, bit for bit (k % 16 == 0)."""
+    return _dot16x1(a, ao, b, bo, k)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dot_vec_f16(a, ao, b, bo, n):
+    """ops.dot_vec_f16, bit for bit: 4 x 16 lanes over blocks of 64, leftovers in double."""
+    np64 = n & ~63
+    s = np.float64(_dot16x4(a, ao, b, bo, np64))
+    for i in range(np64, n):
+        s += np.float64(np.float32(a[ao + i] * b[bo + i]))
+    return np.float32(s)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _kqv_sgemm(v_cache, vbase, row_v, head_dim_v, scores, n_kv, acc, ln, out, ob):
+    """tinyBLAS kqv: out[ob+d] = reduce16 of 16 lanes, lane j&15 accumulating v[j,d]*p[j]."""
+    for i in range(16 * head_dim_v):
+        acc[i] = np.float32(0.0)
+    for j in range(n_kv):
+        p = scores[j]
+        if p != 0.0:
+            ab = (j & 15) * head_dim_v
+            vb = j * row_v + vbase
+            for d in range(head_dim_v):
+                acc[ab + d] = _fma32(v_cache[vb + d], p, acc[ab + d])
+    for d in range(head_dim_v):
+        for i in range(16):
+            ln[i] = acc[i * head_dim_v + d]
+        out[ob + d] = reduce16(ln, 0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _kqv_vec(v_cache, vbase, row_v, head_dim_v, scores, n_kv, acc, ln, dacc, out, ob):
+    """ggml_vec_dot_f16 kqv (4 x 16 lanes over blocks of 64, the tail in double), p == 0 skipped
+    in the blocks exactly as ops._dot_vec_f16_strided does."""
+    np64 = n_kv & ~63
+    for i in range(64 * head_dim_v):
+        acc[i] = np.float32(0.0)
+    for j in range(np64):
+        p = scores[j]
+        if p != 0.0:
+            ab = (j & 63) * head_dim_v
+            vb = j * row_v + vbase
+            for d in range(head_dim_v):
+                acc[ab + d] = _fma32(v_cache[vb + d], p, acc[ab + d])
+    for d in range(head_dim_v):
+        for i in range(64):
+            ln[i] = acc[i * head_dim_v + d]
+        for i in range(16):
+            ln[i] = ln[i] + ln[32 + i]
+            ln[16 + i] = ln[16 + i] + ln[48 + i]
+        for i in range(16):
+            ln[i] = ln[i] + ln[16 + i]
+        dacc[d] = np.float64(reduce16(ln, 0))
+    for j in range(np64, n_kv):
+        p = scores[j]
+        vb = j * row_v + vbase
+        for d in range(head_dim_v):
+            dacc[d] += np.float64(np.float32(v_cache[vb + d] * p))
+    for d in range(head_dim_v):
+        out[ob + d] = np.float32(dacc[d])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pair(q, k_cache, v_cache, mask, out, t, h, n_head, n_gqa, head_dim_k, head_dim_v, row_k,
+          row_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, sc, q16, ln, acc, dacc):
+    """One (token, head) pair of ops.attention_f16kv, same float operations in the same order."""
+    hk = h // n_gqa
+    mrow = t * n_kv
+    qb = (t * n_head + h) * head_dim_k
+    for d in range(head_dim_k):
+        q16[d] = round_f16(q[qb + d])
+    mx = np.float32(-np.inf)
+    kbase = hk * head_dim_k
+    for j in range(n_kv):
+        m = mask[mrow + j]
+        if m == -np.inf:
+            sc[j] = m
+            continue
+        kb = j * row_k + kbase
+        if sgemm_kq:
+            v = _dot_sgemm16(q16, 0, k_cache, kb, head_dim_k)
+        else:
+            v = _dot_vec_f16(k_cache, kb, q16, 0, head_dim_k)
+        if softcap != 0.0:
+            v = np.float32(np.float32(math.tanh(np.float32(v * np.float32(np.float32(1.0) / softcap)))) * softcap)
+        v = np.float32(v * kq_scale) + m
+        sc[j] = v
+        if v > mx:
+            mx = v
+    total = 0.0
+    n16 = n_kv & ~15
+    for j0 in range(0, n16, 16):
+        for i in range(16):
+            e = v_expf(np.float32(sc[j0 + i] - mx))
+            sc[j0 + i] = e
+            ln[i] = e
+        total += np.float64(reduce16(ln, 0))
+    for j in range(n16, n_kv):
+        e = np.float32(math.exp(np.float32(sc[j] - mx)))
+        sc[j] = e
+        total += np.float64(e)
+    inv = np.float32(1.0 / total)
+    for j in range(n_kv):
+        sc[j] = round_f16(np.float32(sc[j] * inv))
+    ob = (t * n_head + h) * head_dim_v
+    if sgemm_kqv:
+        _kqv_sgemm(v_cache, hk * head_dim_v, row_v, head_dim_v, sc, n_kv, acc, ln, out, ob)
+    else:
+        _kqv_vec(v_cache, hk * head_dim_v, row_v, head_dim_v, sc, n_kv, acc, ln, dacc, out, ob)
+
+
+_MAX_CHUNKS = 32  # chunks per call: scratch allocations per call, load balance over threads
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k,
+                    head_dim_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, scores, q16, lanes):
+    """Masked GQA attention, one ubatch: arguments and results exactly as
+    kernels.cpu.ops.attention_f16kv (sizes are checked by the caller; scores, q16 and lanes are
+    unused here). The (token, head) pairs run in parallel in up to _MAX_CHUNKS contiguous chunks
+    (numba.get_num_threads() here would stop Numba caching the function)."""
+    n_gqa = n_head // n_head_kv
+    row_k = n_head_kv * head_dim_k
+    row_v = n_head_kv * head_dim_v
+    n_pairs = n_tokens * n_head
+    n_chunks = min(_MAX_CHUNKS, n_pairs)
+    for c in prange(n_chunks):
+        sc = np.empty(max(n_kv, 1), dtype=np.float32)
+        qq = np.empty(head_dim_k, dtype=np.float32)
+        ln = np.empty(64, dtype=np.float32)
+        acc = np.empty(64 * head_dim_v, dtype=np.float32)
+        dacc = np.empty(head_dim_v, dtype=np.float64)
+        p0 = c * n_pairs // n_chunks
+        p1 = (c + 1) * n_pairs // n_chunks
+        for p in range(p0, p1):
+            t = p // n_head
+            h = p - t * n_head
+            _pair(q, k_cache, v_cache, mask, out, t, h, n_head, n_gqa, head_dim_k, head_dim_v,
+                  row_k, row_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, sc, qq, ln, acc,
+                  dacc)
