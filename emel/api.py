@@ -40,8 +40,8 @@ def load(name_or_path: str | os.PathLike, n_ctx: int = 4096, n_batch: int = 2048
     and physical batch sizes; n_threads: Numba threads (None: all); vocab_only: tokenizer and chat
     template only, no weights; n_parallel: sequences that can generate together.
     """
-    if device != "cpu":
-        raise UnsupportedError(f"device {device!r} is not supported by emel.load yet (use 'cpu')")
+    from .device import resolve_device
+    device = resolve_device(device)
     for name, v, lo in (("n_ctx", n_ctx, 0), ("n_batch", n_batch, 1), ("n_ubatch", n_ubatch, 1),
                         ("n_parallel", n_parallel, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
@@ -57,7 +57,7 @@ def load(name_or_path: str | os.PathLike, n_ctx: int = 4096, n_batch: int = 2048
     from .loader import load_model_file
     model_file = load_model_file(path, vocab_only=vocab_only)
     model = Model(model_file, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch,
-                  n_parallel=n_parallel, telemetry=tel)
+                  n_parallel=n_parallel, telemetry=tel, device=device)
     tel.data.t_load_ms = 1e3 * (time.perf_counter() - t0)
     return model
 
@@ -66,7 +66,7 @@ class Model:
     """A loaded model: tokenizer, chat template and (unless vocab_only) a decoding context."""
 
     def __init__(self, model_file, n_ctx: int = 4096, n_batch: int = 2048, n_ubatch: int = 512,
-                 n_parallel: int = 1, telemetry: Telemetry | None = None):
+                 n_parallel: int = 1, telemetry: Telemetry | None = None, device: str = "cpu"):
         from .tokenizer import Tokenizer
         self.model_file = model_file
         self.path = str(model_file.path)
@@ -76,6 +76,7 @@ class Model:
         self.n_vocab = self.tokenizer.n_tokens
         self.telemetry = telemetry or Telemetry()
         self.vocab_only = bool(model_file.vocab_only)
+        self.device = device
         self.ctx = None
         self._grammar_vocab = None
         self._pieces: list[bytes] | None = None
@@ -84,7 +85,11 @@ class Model:
             from .context import Context, ContextParams
             params = ContextParams(n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch,
                                    n_seq_max=n_parallel)
-            self.ctx = Context(model_file, params)
+            if device == "cuda":
+                from .context_cuda import CudaContext
+                self.ctx = CudaContext(model_file, params)
+            else:
+                self.ctx = Context(model_file, params)
             self.telemetry.data.kv_bytes = _nbytes(getattr(self.ctx, "kv", None))
             self.telemetry.data.arena_bytes = _nbytes(getattr(self.ctx, "arena", None))
         self.n_ctx = self.ctx.n_ctx if self.ctx is not None else n_ctx
