@@ -6,7 +6,13 @@ completions). Heavy modules are imported on first use, so `import emel` compiles
 
 import importlib
 
-from .errors import (
+from kernels.cpu.threads import apply_defaults as _apply_thread_defaults
+
+# Before any parallel kernel loads libgomp: a bounded spin keeps 2-thread decode fast on a quiet
+# machine and gives the core back under load (plans/perf.md, section 3). User settings win.
+_apply_thread_defaults()
+
+from .errors import (  # noqa: E402
     AllocationError,
     BatchError,
     CatalogError,

@@ -343,8 +343,10 @@ class _KVStore:
         self.scratch = np.zeros(max(hp.n_embd_head_k, hp.n_rot, 2), dtype=np.float32)
         self._rope: dict[tuple[int, bool], C.RopeParams] = {}
         self.ubatch = None
-        self._groups: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._groups: list[tuple[int, np.ndarray | slice, np.ndarray | slice]] = []
         self._masks: dict[tuple[int, bool], tuple[np.ndarray, int]] = {}
+        self._buffers: dict[str, np.ndarray] = {}
+        self.step_args: dict = {}  # per-layer arguments of compiled steps, made once by the arch
 
     def clear(self) -> None:
         self.pos[:] = -1
@@ -373,7 +375,7 @@ class _KVStore:
                                        f"{len(free)} of {self.size} are free")
             slots = free[:len(idx)]
             self.pos[s, slots] = ub.pos[idx]
-            groups.append((int(s), idx, slots))
+            groups.append((int(s), _as_slice(idx), _as_slice(slots)))
         self._groups = groups
         self.ubatch = ub
         self._masks = {}
@@ -388,7 +390,7 @@ class _KVStore:
         n_kv = min(self.size, max(256, -(-(int(used.max()) + 1) // 256) * 256))
         cpos = self.pos[s, :n_kv][None, :]
         tpos = self.ubatch.pos[idx].astype(np.int64)[:, None]
-        ok = np.broadcast_to(cpos >= 0, (len(idx), n_kv)).copy()
+        ok = np.broadcast_to(cpos >= 0, (len(tpos), n_kv)).copy()
         if self.hp.causal_attn:
             ok &= cpos <= tpos
         if swa:
@@ -415,6 +417,24 @@ class _KVStore:
             self._rope[key] = rp
         return rp
 
+    def token_cells(self, il: int):
+        """For a one-token ubatch: (k cells, v cells, mask row, n_kv, slot) of layer il, the
+        cells as flat float32 views of the token's stream, for a compiled step that stores K/V
+        itself (same F16 rounding as `attend`); None for other ubatches."""
+        if len(self._groups) != 1 or len(self.ubatch.token) != 1:
+            return None
+        s, idx, slots = self._groups[0]
+        mask, n_kv = self.mask(s, idx, self.hp.is_swa(il))
+        slot = slots.start if isinstance(slots, slice) else int(slots[0])
+        return self.k[il][s].reshape(-1), self.v[il][s].reshape(-1), mask.reshape(-1), n_kv, slot
+
+    def buffer(self, name: str, n: int, dtype) -> np.ndarray:
+        """A scratch array kept across ubatches (grown when too small)."""
+        b = self._buffers.get(name)
+        if b is None or b.size < n or b.dtype != dtype:
+            b = self._buffers[name] = np.empty(n, dtype=dtype)
+        return b
+
     def attend(self, il: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, kq_scale: float,
                softcap: float) -> np.ndarray:
         """Store k, v (rounded to F16) in the ubatch cells of layer il, then attend with q."""
@@ -423,6 +443,13 @@ class _KVStore:
         k = np.asarray(k, dtype=np.float32).reshape(n, -1).astype(np.float16)
         v = np.asarray(v, dtype=np.float32).reshape(n, -1).astype(np.float16)
         swa = hp.is_swa(il)
+        s, idx, slots = self._groups[0]
+        if len(self._groups) == 1 and isinstance(idx, slice) and idx == slice(0, n):
+            # one sequence (the usual case): no gather / scatter of the token rows
+            self.k[il][s, slots] = k
+            self.v[il][s, slots] = v
+            mask, n_kv = self.mask(s, slice(0, n), swa)
+            return C.attention(q, self.k[il][s], self.v[il][s], mask, n_kv, kq_scale, softcap, hp)
         out = np.empty((n, hp.n_head * hp.n_embd_head_v), dtype=np.float32)
         for s, idx, slots in self._groups:
             self.k[il][s, slots] = k[idx]
@@ -431,3 +458,10 @@ class _KVStore:
             out[idx] = C.attention(q[idx], self.k[il][s], self.v[il][s], mask, n_kv, kq_scale,
                                    softcap, hp)
         return out
+
+
+def _as_slice(idx: np.ndarray):
+    """idx as a slice when it is a run of consecutive indices (cheaper to index with), else idx."""
+    if len(idx) and int(idx[-1]) - int(idx[0]) == len(idx) - 1:
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx

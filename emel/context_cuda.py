@@ -354,7 +354,7 @@ class _DeviceKV:
         self.k = [to_device(np.zeros(n_cells * hp.n_embd_k_gqa, np.float32)) for _ in range(hp.n_layer)]
         self.v = [to_device(np.zeros(n_cells * hp.n_embd_v_gqa, np.float32)) for _ in range(hp.n_layer)]
         self._masks: dict[tuple[int, bool], tuple[object, int]] = {}
-        self._groups: list[tuple[object, object, int, int]] = []
+        self._groups: list[tuple[object, object, int, np.ndarray]] = []
 
     def __getattr__(self, name):  # cells, positions, rope parameters: the host store's
         return getattr(self.host, name)
@@ -365,10 +365,13 @@ class _DeviceKV:
         self._groups = []
         n = len(ub.token)
         for s, idx, slots in self.host._groups:
+            # the host store may hold a run of consecutive rows or cells as a slice
+            idx = np.arange(n)[idx]
+            slots = np.arange(self.host.size)[slots]
             full = len(idx) == n and bool(np.all(idx == np.arange(n)))
             d_idx = None if full else to_device(np.asarray(idx, np.int32))
-            cells = to_device((s * self.host.size + np.asarray(slots)).astype(np.int32))
-            self._groups.append((d_idx, cells, s, len(idx)))
+            cells = to_device((s * self.host.size + slots).astype(np.int32))
+            self._groups.append((d_idx, cells, s, idx))
 
     def _mask(self, s: int, idx: np.ndarray, swa: bool):
         key = (s, swa)
@@ -386,7 +389,8 @@ class _DeviceKV:
         out = A.take(n_tokens * no)
         swa = hp.is_swa(il)
         size = self.host.size
-        for (d_idx, cells, s, n_g), (_, idx, _) in zip(self._groups, self.host._groups):
+        for d_idx, cells, s, idx in self._groups:
+            n_g = len(idx)
             kg, vg, qg, og = k, v, q, out
             if d_idx is not None:  # this sequence's tokens, gathered
                 kg, vg, qg, og = A.take(n_g * nk), A.take(n_g * nv), A.take(n_g * nq), A.take(n_g * no)

@@ -1,13 +1,20 @@
 """emel.device and emel.context_cuda: device selection errors, and CudaContext against the CPU
 Context on tiny random-weight models (simulator in a subprocess; a real GPU when there is one).
 
-Tolerance of the logits: 3e-2 of the largest |logit|, with the same argmax. The CUDA ops equal
-their CPU twins (tests/kernels/cuda/test_ops.py), but the CUDA matmul adds its block products in
-another order (~1e-7 relative per dot). llama.cpp's numerics then amplify such last-bit
-differences at rounding boundaries: the activation of an F16/Q8_0 matmul is rounded to F16/Q8_0,
-and GELU goes through an F16 table, so an element can move by one F16 or Q8 step (~5e-4 to 1e-2
-relative). On these random 2-layer models that gives up to ~1.2e-2 of max |logit| (measured);
-a plumbing error (wrong cell, mask, position or row) gives differences of order 1.
+Two tolerances, from what differs (measured on these models, deterministic run to run):
+- "matmul": "host" rows (the device graph with the CPU context's own matmul results): 1e-6 of the
+  largest |logit| (measured: 0 for llama/qwen2/qwen3, ~6e-8 for gemma3, whose tanh soft-capping
+  and libm functions are evaluated in double). Every op, KV cell, mask, position and
+  gather/scatter is checked here; a plumbing error gives differences of order 1.
+- "matmul": "cuda" rows: 3e-2 of the largest |logit|, with the same argmax. The CUDA matmul adds
+  its block products in another order than the CPU (<= ~1.2e-7 of sum |terms| per dot,
+  tests/kernels/cuda/test_matmul.py), and llama.cpp's numerics amplify such last-bit differences
+  at rounding boundaries: the activation of an F16/Q8_0 matmul is rounded to F16/Q8_0 and GELU
+  goes through an F16 table, so an element can move by one F16 or Q8 step. Measured: ~1e-7 for
+  most rows, 1.2e-2 (llama, decode at position 4), 2.8e-3 (gemma3 decode), 1.9e-3 (qwen3 prompt);
+  with the host matmul the same rows agree to <= 6e-8, so the amplification is the only source.
+The simulator runs each CUDA thread as a Python thread; kernels/cuda/simulator.py removes a race
+in Numba's simulator (shared arrays) that made this test flaky (logits off by ~1.4x).
 """
 
 import json
@@ -23,7 +30,8 @@ from emel.device import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).with_name("context_cuda_simulator_check.py")
-REL_TOL = 3e-2
+REL_TOL = 3e-2  # CUDA matmul rows
+REL_TOL_HOST_MATMUL = 1e-6  # rows with the CPU context's matmul results
 
 
 def test_cpu_device_resolves_and_unknown_device_raises():
@@ -61,11 +69,14 @@ def test_import_emel_does_not_import_numba_cuda():
 
 def _check_rows(stdout: str) -> None:
     rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    steps = {(r["arch"], r["step"]) for r in rows}
+    steps = {(r["arch"], r["step"], r["matmul"]) for r in rows}
     for arch in ("llama", "gemma3", "qwen2", "qwen3"):
         for step in ("prompt", "decode") + (("two sequences",) if arch in ("llama", "gemma3") else ()):
-            assert (arch, step) in steps, f"missing {arch} {step}"
-    bad = [r for r in rows if not (r["rel"] <= REL_TOL and r["same_argmax"] and r["ith"])]
+            for matmul in ("cuda", "host"):
+                assert (arch, step, matmul) in steps, f"missing {arch} {step} ({matmul} matmul)"
+    tol = {"cuda": REL_TOL, "host": REL_TOL_HOST_MATMUL}
+    bad = [r for r in rows
+           if not (r["rel"] <= tol[r["matmul"]] and r["same_argmax"] and r["ith"])]
     assert not bad, "\n".join(json.dumps(r) for r in rows)
 
 

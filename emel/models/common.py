@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from kernels.cpu import attention as _attention
 from kernels.cpu import ops
 
 from ..errors import ModelError, UnsupportedError
@@ -323,7 +324,7 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.
     lanes = np.empty(64, dtype=np.float32)
     sgemm_kq = n_tokens >= 2 and n_kv % 4 == 0 and hp.n_embd_head_k % 16 == 0
     sgemm_kqv = n_tokens >= 2 and hp.n_embd_head_v % 4 == 0 and n_kv % 16 == 0
-    ops.attention_f16kv(np.ascontiguousarray(q).reshape(-1), k_cache.reshape(-1),
+    _attention.attention_f16kv(np.ascontiguousarray(q).reshape(-1), k_cache.reshape(-1),
                         v_cache.reshape(-1), np.ascontiguousarray(mask).reshape(-1),
                         out.reshape(-1), n_tokens, hp.n_head, hp.n_head_kv, hp.n_embd_head_k,
                         hp.n_embd_head_v, n_kv, np.float32(kq_scale), np.float32(softcap),

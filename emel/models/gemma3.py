@@ -13,8 +13,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from kernels.cpu import step as _step
+
 from . import common as C
-from .linear import Linear
+from .linear import Linear, matmul_group
 
 ARCH = "gemma3"
 ROPE_TYPE = C.RopeType.NEOX
@@ -120,12 +122,16 @@ def build_graph(hp: HParams, w: Weights, ubatch, kv, out_ids: np.ndarray, want_l
     hd = hp.n_embd_head_k
     eps = hp.f_norm_rms_eps
     inpL = w.tok_embd.rows(ubatch.token) * np.sqrt(np.float32(hp.n_embd))
-    for il, L in enumerate(w.layers):
+    if n_tokens == 1 and len(out_ids) == 1 and _decode_token(hp, w, ubatch, kv, inpL):
+        for_layers = ()
+    else:
+        for_layers = w.layers
+    for il, L in enumerate(for_layers):
         rp = kv.rope_params(il)
         cur = C.rms_norm(inpL, L.attn_norm, eps)
-        q = C.rms_norm(L.wq(cur).reshape(-1, hd), L.attn_q_norm, eps).reshape(n_tokens, hp.n_head, hd)
-        k = C.rms_norm(L.wk(cur).reshape(-1, hd), L.attn_k_norm, eps).reshape(n_tokens, hp.n_head_kv, hd)
-        v = L.wv(cur)
+        q, k, v = matmul_group([L.wq, L.wk, L.wv], cur)
+        q = C.rms_norm(q.reshape(-1, hd), L.attn_q_norm, eps).reshape(n_tokens, hp.n_head, hd)
+        k = C.rms_norm(k.reshape(-1, hd), L.attn_k_norm, eps).reshape(n_tokens, hp.n_head_kv, hd)
         C.rope(q, ubatch.pos, rp, kv.scratch)
         C.rope(k, ubatch.pos, rp, kv.scratch)
         q *= np.float32(hp.f_attention_scale)
@@ -135,7 +141,7 @@ def build_graph(hp: HParams, w: Weights, ubatch, kv, out_ids: np.ndarray, want_l
         cur = C.rms_norm(cur, L.attn_post_norm, eps)
         sa_out = cur + inpL
         cur = C.rms_norm(sa_out, L.ffn_norm, eps)
-        cur = L.ffn_down(C.gelu_mul(L.ffn_gate(cur), L.ffn_up(cur)))
+        cur = L.ffn_down(C.gelu_mul(*matmul_group([L.ffn_gate, L.ffn_up], cur)))
         cur = C.rms_norm(cur, L.ffn_post_norm, eps)
         inpL = cur + sa_out
     embd = C.rms_norm(inpL, w.output_norm, eps)
@@ -146,3 +152,58 @@ def build_graph(hp: HParams, w: Weights, ubatch, kv, out_ids: np.ndarray, want_l
         if cap:
             C.softcap(logits, cap)
     return embd, logits
+
+
+def _fusable(hp: HParams, L: Layer) -> bool:
+    """Whether kernels.cpu.step.gemma3_layer_token computes this layer (else the eager graph)."""
+    if hp.n_embd_head_k != hp.n_embd_head_v:
+        return False
+    ws = (L.wq, L.wk, L.wv, L.wo, L.ffn_gate, L.ffn_up, L.ffn_down)
+    if not all(x._fast for x in ws):
+        return False
+    return (L.wq._vec_dot_type == L.wk._vec_dot_type == L.wv._vec_dot_type
+            and L.ffn_gate._vec_dot_type == L.ffn_up._vec_dot_type)
+
+
+def _decode_token(hp: HParams, w: Weights, ubatch, kv, x: np.ndarray) -> bool:
+    """One token through every layer, one compiled call per layer; x: float32[1, n_embd] is
+    updated in place. False (x untouched) when a layer needs the eager graph."""
+    fused = getattr(w, "_fused", None)
+    if fused is None:
+        fused = w._fused = all(_fusable(hp, L) for L in w.layers)
+    if not fused:
+        return False
+    cells = [kv.token_cells(il) for il in range(hp.n_layer)]
+    if cells[0] is None:
+        return False
+    hd, n_ff, n_embd = hp.n_embd_head_k, hp.n_ff, hp.n_embd
+    n_q, n_kd = hp.n_head * hd, hp.n_head_kv * hd
+    buf = kv.buffer("step_f32", 4 * n_embd + 3 * n_q + 3 * n_kd + 3 * n_ff, np.float32)
+    xq = kv.buffer("step_xq", 4 * max(n_embd, n_q, n_ff) + 64, np.uint8)  # >= any act_nbytes
+    att = kv.buffer("step_att", 64, np.float32)
+    x1 = x.reshape(-1)
+    for il, L in enumerate(w.layers):
+        norms, types, dims, fl = _layer_args(hp, L, il, kv)
+        kc, vc, mask, dims[7], dims[8] = cells[il]
+        _step.gemma3_layer_token(x1, ubatch.pos, norms, L.wq.data, L.wk.data, L.wv.data, L.wo.data,
+                                 L.ffn_gate.data, L.ffn_up.data, L.ffn_down.data, types, dims, fl,
+                                 kc, vc, mask, buf, xq, kv.scratch, att, C.GELU_TABLE)
+    return True
+
+
+def _layer_args(hp: HParams, L: Layer, il: int, kv):
+    """(norms, types, dims, fl) of gemma3_layer_token for layer il, made once per context."""
+    key = ("gemma3_layer_token", il)
+    args = kv.step_args.get(key)
+    if args is None:
+        rp = kv.rope_params(il)
+        norms = np.concatenate([L.attn_norm, L.attn_post_norm, L.ffn_norm, L.ffn_post_norm,
+                                L.attn_q_norm, L.attn_k_norm]).astype(np.float32)
+        types = np.array([int(m.ggml_type) for m in (L.wq, L.wk, L.wv, L.wo, L.ffn_gate, L.ffn_up,
+                                                      L.ffn_down)], dtype=np.int64)
+        dims = np.array([hp.n_embd, hp.n_head, hp.n_head_kv, hp.n_embd_head_k, hp.n_ff, rp.n_rot,
+                         int(rp.neox), 0, 0, 0], dtype=np.int64)
+        fl = np.array([hp.f_norm_rms_eps, rp.freq_base, rp.freq_scale, rp.ext_factor,
+                       rp.attn_factor, rp.corr0, rp.corr1, hp.f_attention_scale], dtype=np.float32)
+        args = kv.step_args[key] = (norms, types, dims, fl)
+    return args

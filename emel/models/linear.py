@@ -16,6 +16,7 @@ import numpy as np
 from kernels.cpu import matmul as _km
 from kernels.cpu import ops as _ops
 from kernels.cpu import quants as _kq
+from kernels.cpu import step as _step
 
 from ..errors import ModelError, UnsupportedError
 from ..gguf import GGMLType, block_size, row_nbytes
@@ -54,6 +55,11 @@ class Linear:
         self.row_nbytes = row_nbytes(self.ggml_type, n_cols)
         self.data = np.ascontiguousarray(data[: n_rows * self.row_nbytes])
         self._w32: np.ndarray | None = None  # F32/F16 weights as float32, made on first use
+        # integer-dot types of kernels.cpu.matmul.matmul_q (F32/F16 take _float)
+        t = int(self.ggml_type)
+        self._fast = (t in _km.FAST_TYPES and self.ggml_type not in (GGMLType.F32, GGMLType.F16)
+                      and self.data.size == n_rows * self.row_nbytes)
+        self._vec_dot_type = _km.VEC_DOT_TYPE.get(t, -1)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """ggml_mul_mat: x float32[n_tokens, n_cols] -> float32[n_tokens, n_rows]."""
@@ -63,6 +69,14 @@ class Linear:
             return self._q6_k_tiled(x, out)
         if self.ggml_type in (GGMLType.F32, GGMLType.F16):
             return self._float(x, out)
+        if self._fast and x.ndim == 2 and x.shape[1] == self.n_cols:
+            # checked here once: skip kernels.cpu.matmul.matmul's per-call argument checks
+            t = int(self.ggml_type)
+            n = x.shape[0]
+            xq = np.empty(_km.act_nbytes(t, n, self.n_cols), dtype=np.uint8)
+            _km.quantize_act(x.reshape(-1), t, n, self.n_cols, xq)
+            _km.matmul_q(self.data, t, self.n_rows, self.n_cols, xq, n, out.reshape(-1))
+            return out
         try:
             return _km.matmul(self.data, int(self.ggml_type), self.n_rows, self.n_cols, x, out)
         except ValueError as e:
@@ -75,7 +89,7 @@ class Linear:
             raise UnsupportedError(f"tensor {self.name}: x has {x.shape[1]} columns, expected {self.n_cols}")
         xq = np.empty(_km.act_nbytes(int(self.ggml_type), n, self.n_cols), dtype=np.uint8)
         _km.quantize_act(x.reshape(-1), int(self.ggml_type), n, self.n_cols, xq)
-        _ops.matmul_q6_k_tiled(self.data, self.n_rows, self.n_cols, xq, n, out.reshape(-1), _F16)
+        _step.matmul_q6_k_tiled(self.data, self.n_rows, self.n_cols, xq, n, out.reshape(-1), _F16)
         return out
 
     def _float(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -98,3 +112,35 @@ class Linear:
         mat = self.data.reshape(self.n_rows, self.row_nbytes)
         sel = np.ascontiguousarray(mat[np.asarray(ids, dtype=np.int64)]).reshape(-1)
         return dequantize(sel, self.ggml_type, len(ids) * self.n_cols).reshape(len(ids), self.n_cols)
+
+
+def _groupable(ws, n_tokens: int) -> bool:
+    w0 = ws[0]
+    for w in ws:
+        if not w._fast or w.n_cols != w0.n_cols or w._vec_dot_type != w0._vec_dot_type:
+            return False
+        if w.ggml_type == GGMLType.Q6_K and n_tokens >= _TILED_MIN_ROWS:
+            return False
+    return True
+
+
+def matmul_group(ws: list[Linear], x: np.ndarray) -> list[np.ndarray]:
+    """[w(x) for w in ws] for 2 or 3 weights sharing x (q/k/v, gate/up), with the same numbers.
+
+    When the weights share a vec_dot_type, x is quantized once and all their rows run in one
+    parallel region (kernels.cpu.step.matmul_q3); otherwise each weight runs on its own.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = x.shape[0]
+    if not (2 <= len(ws) <= 3) or x.ndim != 2 or not _groupable(ws, n) or x.shape[1] != ws[0].n_cols:
+        return [w(x) for w in ws]
+    w0 = ws[0]
+    t0 = int(w0.ggml_type)
+    xq = np.empty(_km.act_nbytes(t0, n, w0.n_cols), dtype=np.uint8)
+    _km.quantize_act(x.reshape(-1), t0, n, w0.n_cols, xq)
+    outs = [np.empty((n, w.n_rows), dtype=np.float32) for w in ws]
+    a = [(w.data, int(w.ggml_type), w.n_rows, o.reshape(-1)) for w, o in zip(ws, outs)]
+    if len(a) == 2:
+        a.append((w0.data, t0, 0, outs[0].reshape(-1)))
+    _step.matmul_q3(*a[0], *a[1], *a[2], w0.n_cols, xq, n)
+    return outs

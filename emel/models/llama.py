@@ -11,8 +11,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from kernels.cpu import step as _step
+
 from . import common as C
-from .linear import Linear
+from .linear import Linear, matmul_group
 
 ARCH = "llama"
 ROPE_TYPE = C.RopeType.NORM
@@ -94,12 +96,15 @@ def build_graph(hp: HParams, w: Weights, ubatch, kv, out_ids: np.ndarray, want_l
     hd = hp.n_embd_head_k
     kq_scale = hp.f_attention_scale or 1.0 / np.sqrt(np.float32(hd))
     inpL = w.tok_embd.rows(ubatch.token)
+    if n_tokens == 1 and len(out_ids) == 1 and _decode_token(hp, w, ubatch, kv, inpL, kq_scale):
+        embd = C.rms_norm(inpL, w.output_norm, hp.f_norm_rms_eps)
+        return embd, (w.output(embd) if want_logits else None)
     for il, L in enumerate(w.layers):
         rp = kv.rope_params(il, w.rope_freqs)
         cur = C.rms_norm(inpL, L.attn_norm, hp.f_norm_rms_eps)
-        q = L.wq(cur).reshape(n_tokens, hp.n_head, hd)
-        k = L.wk(cur).reshape(n_tokens, hp.n_head_kv, hd)
-        v = L.wv(cur)
+        q, k, v = matmul_group([L.wq, L.wk, L.wv], cur)
+        q = q.reshape(n_tokens, hp.n_head, hd)
+        k = k.reshape(n_tokens, hp.n_head_kv, hd)
         C.rope(q, ubatch.pos, rp, kv.scratch)
         C.rope(k, ubatch.pos, rp, kv.scratch)
         cur = kv.attend(il, q, k, v, kq_scale, 0.0)
@@ -111,8 +116,66 @@ def build_graph(hp: HParams, w: Weights, ubatch, kv, out_ids: np.ndarray, want_l
             cur, inpSA = cur[out_ids], inpSA[out_ids]
         ffn_inp = cur + inpSA
         cur = C.rms_norm(ffn_inp, L.ffn_norm, hp.f_norm_rms_eps)
-        cur = L.ffn_down(C.silu_mul(L.ffn_gate(cur), L.ffn_up(cur)))
+        cur = L.ffn_down(C.silu_mul(*matmul_group([L.ffn_gate, L.ffn_up], cur)))
         inpL = cur + ffn_inp
     embd = C.rms_norm(inpL, w.output_norm, hp.f_norm_rms_eps)
     logits = w.output(embd) if want_logits else None
     return embd, logits
+
+
+def _fusable(hp: HParams, L: Layer) -> bool:
+    """Whether kernels.cpu.step.llama_layer_token computes this layer (else the eager graph)."""
+    if L.wo_b is not None or hp.n_embd_head_k != hp.n_embd_head_v:
+        return False
+    ws = (L.wq, L.wk, L.wv, L.wo, L.ffn_gate, L.ffn_up, L.ffn_down)
+    if not all(x._fast for x in ws):
+        return False
+    return (L.wq._vec_dot_type == L.wk._vec_dot_type == L.wv._vec_dot_type
+            and L.ffn_gate._vec_dot_type == L.ffn_up._vec_dot_type)
+
+
+def _decode_token(hp: HParams, w: Weights, ubatch, kv, x: np.ndarray, kq_scale) -> bool:
+    """One token through every layer, one compiled call per layer; x: float32[1, n_embd] is
+    updated in place. False (x untouched) when a layer needs the eager graph."""
+    fused = getattr(w, "_fused", None)
+    if fused is None:
+        fused = w._fused = all(_fusable(hp, L) for L in w.layers)
+    if not fused:
+        return False
+    cells = [kv.token_cells(il) for il in range(hp.n_layer)]
+    if cells[0] is None:
+        return False
+    hd, n_ff, n_embd = hp.n_embd_head_k, hp.n_ff, hp.n_embd
+    n_q, n_kd = hp.n_head * hd, hp.n_head_kv * hd
+    buf = kv.buffer("step_f32", 4 * n_embd + 2 * n_q + 2 * n_kd + 3 * n_ff, np.float32)
+    xq = kv.buffer("step_xq", 4 * max(n_embd, n_q, n_ff) + 64, np.uint8)  # >= any act_nbytes
+    att = kv.buffer("step_att", 64, np.float32)
+    x1 = x.reshape(-1)
+    for il, L in enumerate(w.layers):
+        types, dims, fl, ff = _layer_args(hp, w, L, il, kv, kq_scale)
+        kc, vc, mask, dims[7], dims[8] = cells[il]
+        _step.llama_layer_token(x1, ubatch.pos, L.attn_norm, L.ffn_norm, L.wq.data, L.wk.data,
+                                L.wv.data, L.wo.data, L.ffn_gate.data, L.ffn_up.data,
+                                L.ffn_down.data, types, dims, fl, ff, kc, vc, mask, buf, xq,
+                                kv.scratch, att)
+    return True
+
+
+def _layer_args(hp: HParams, w: Weights, L: Layer, il: int, kv, kq_scale):
+    """(types, dims, fl, freq_factors) of llama_layer_token for layer il, made once per context."""
+    key = ("llama_layer_token", il)
+    args = kv.step_args.get(key)
+    if args is None:
+        rp = kv.rope_params(il, w.rope_freqs)
+        ff = rp.freq_factors
+        types = np.array([int(m.ggml_type) for m in (L.wq, L.wk, L.wv, L.wo, L.ffn_gate, L.ffn_up,
+                                                      L.ffn_down)], dtype=np.int64)
+        dims = np.array([hp.n_embd, hp.n_head, hp.n_head_kv, hp.n_embd_head_k, hp.n_ff, rp.n_rot,
+                         int(rp.neox), 0, 0, int(ff is not None)], dtype=np.int64)
+        fl = np.array([hp.f_norm_rms_eps, rp.freq_base, rp.freq_scale, rp.ext_factor,
+                       rp.attn_factor, rp.corr0, rp.corr1, kq_scale], dtype=np.float32)
+        args = kv.step_args[key] = (types, dims, fl, ff if ff is not None else _NO_FF)
+    return args
+
+
+_NO_FF = np.zeros(1, dtype=np.float32)

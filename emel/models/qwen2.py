@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import common as C
-from .linear import Linear
+from .linear import Linear, matmul_group
 
 ARCH = "qwen2"
 ROPE_TYPE = C.RopeType.NEOX
@@ -106,9 +106,10 @@ def build_graph(hp: HParams, w: Weights, ubatch, kv, out_ids: np.ndarray, want_l
     for il, L in enumerate(w.layers):
         rp = kv.rope_params(il)
         cur = C.rms_norm(inpL, L.attn_norm, eps)
-        q = _bias(L.wq(cur), L.wq_b).reshape(n_tokens, hp.n_head, hd)
-        k = _bias(L.wk(cur), L.wk_b).reshape(n_tokens, hp.n_head_kv, hd)
-        v = _bias(L.wv(cur), L.wv_b)
+        q, k, v = matmul_group([L.wq, L.wk, L.wv], cur)
+        q = _bias(q, L.wq_b).reshape(n_tokens, hp.n_head, hd)
+        k = _bias(k, L.wk_b).reshape(n_tokens, hp.n_head_kv, hd)
+        v = _bias(v, L.wv_b)
         C.rope(q, ubatch.pos, rp, kv.scratch)
         C.rope(k, ubatch.pos, rp, kv.scratch)
         cur = L.wo(kv.attend(il, q, k, v, kq_scale, 0.0))
@@ -117,7 +118,7 @@ def build_graph(hp: HParams, w: Weights, ubatch, kv, out_ids: np.ndarray, want_l
             cur, inpSA = cur[out_ids], inpSA[out_ids]
         ffn_inp = cur + inpSA
         cur = C.rms_norm(ffn_inp, L.ffn_norm, eps)
-        cur = L.ffn_down(C.silu_mul(L.ffn_gate(cur), L.ffn_up(cur)))
+        cur = L.ffn_down(C.silu_mul(*matmul_group([L.ffn_gate, L.ffn_up], cur)))
         inpL = cur + ffn_inp
     embd = C.rms_norm(inpL, w.output_norm, eps)
     logits = None

@@ -85,6 +85,35 @@ def _dot16x4(typingctx, a, ao, b, bo, k):
     return types.float32(a, ao, b, bo, k), _dot_codegen(4)
 
 
+@intrinsic
+def _axpy16(typingctx, y, yo, x, xo, p, n):
+    """y[yo+i] = fma(x[xo+i], p, y[yo+i]) for i < n (n % 16 == 0), as <16 x float> FMAs: the
+    same single-rounding FMA per element as the scalar loop."""
+    sig = types.void(y, yo, x, xo, p, n)
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        yp = context.make_array(sig.args[0])(context, b, args[0]).data
+        xp = context.make_array(sig.args[2])(context, b, args[2]).data
+        yo_ = context.cast(b, args[1], sig.args[1], types.int64)
+        xo_ = context.cast(b, args[3], sig.args[3], types.int64)
+        pv = context.cast(b, args[4], sig.args[4], types.float32)
+        n_ = context.cast(b, args[5], sig.args[5], types.int64)
+        fma = cgutils.get_or_insert_function(b.module, ir.FunctionType(_V16, [_V16] * 3),
+                                             "llvm.fma.v16f32")
+        ps = b.insert_element(ir.Constant(_V16, ir.Undefined), pv, ir.Constant(_I32, 0))
+        ps = b.shuffle_vector(ps, ir.Constant(_V16, ir.Undefined),
+                              ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
+        i64 = ir.IntType(64)
+        with cgutils.for_range_slice(b, ir.Constant(i64, 0), n_, ir.Constant(i64, 16)) as (idx, _):
+            ya = b.bitcast(b.gep(yp, [b.add(yo_, idx)]), _V16.as_pointer())
+            xa = b.bitcast(b.gep(xp, [b.add(xo_, idx)]), _V16.as_pointer())
+            b.store(b.call(fma, [b.load(xa, align=4), ps, b.load(ya, align=4)]), ya, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _dot_sgemm16(a, ao, b, bo, k):
     """ops.dot_sgemm16, bit for bit (k % 16 == 0)."""
@@ -104,6 +133,7 @@ def _dot_vec_f16(a, ao, b, bo, n):
 @njit(cache=True, nogil=True, inline="always")
 def _kqv_sgemm(v_cache, vbase, row_v, head_dim_v, scores, n_kv, acc, ln, out, ob):
     """tinyBLAS kqv: out[ob+d] = reduce16 of 16 lanes, lane j&15 accumulating v[j,d]*p[j]."""
+    n16 = head_dim_v & ~15
     for i in range(16 * head_dim_v):
         acc[i] = np.float32(0.0)
     for j in range(n_kv):
@@ -111,7 +141,8 @@ def _kqv_sgemm(v_cache, vbase, row_v, head_dim_v, scores, n_kv, acc, ln, out, ob
         if p != 0.0:
             ab = (j & 15) * head_dim_v
             vb = j * row_v + vbase
-            for d in range(head_dim_v):
+            _axpy16(acc, ab, v_cache, vb, p, n16)
+            for d in range(n16, head_dim_v):
                 acc[ab + d] = _fma32(v_cache[vb + d], p, acc[ab + d])
     for d in range(head_dim_v):
         for i in range(16):
@@ -124,6 +155,7 @@ def _kqv_vec(v_cache, vbase, row_v, head_dim_v, scores, n_kv, acc, ln, dacc, out
     """ggml_vec_dot_f16 kqv (4 x 16 lanes over blocks of 64, the tail in double), p == 0 skipped
     in the blocks exactly as ops._dot_vec_f16_strided does."""
     np64 = n_kv & ~63
+    n16 = head_dim_v & ~15
     for i in range(64 * head_dim_v):
         acc[i] = np.float32(0.0)
     for j in range(np64):
@@ -131,7 +163,8 @@ def _kqv_vec(v_cache, vbase, row_v, head_dim_v, scores, n_kv, acc, ln, dacc, out
         if p != 0.0:
             ab = (j & 63) * head_dim_v
             vb = j * row_v + vbase
-            for d in range(head_dim_v):
+            _axpy16(acc, ab, v_cache, vb, p, n16)
+            for d in range(n16, head_dim_v):
                 acc[ab + d] = _fma32(v_cache[vb + d], p, acc[ab + d])
     for d in range(head_dim_v):
         for i in range(64):
@@ -162,11 +195,16 @@ def _pair(q, k_cache, v_cache, mask, out, t, h, n_head, n_gqa, head_dim_k, head_
         q16[d] = round_f16(q[qb + d])
     mx = np.float32(-np.inf)
     kbase = hk * head_dim_k
+    jlo = n_kv  # first and last + 1 unmasked cells
+    jhi = 0
     for j in range(n_kv):
         m = mask[mrow + j]
         if m == -np.inf:
             sc[j] = m
             continue
+        if j < jlo:
+            jlo = j
+        jhi = j + 1
         kb = j * row_k + kbase
         if sgemm_kq:
             v = _dot_sgemm16(q16, 0, k_cache, kb, head_dim_k)
@@ -178,9 +216,17 @@ def _pair(q, k_cache, v_cache, mask, out, t, h, n_head, n_gqa, head_dim_k, head_
         sc[j] = v
         if v > mx:
             mx = v
+    # Blocks of 16 wholly outside [jlo, jhi) hold masked cells only: their exps are +0.0 and
+    # adding their reduce16 (+0.0) leaves the sum unchanged, so they are zeroed and skipped.
     total = 0.0
     n16 = n_kv & ~15
+    b0 = jlo & ~15
+    b1 = (jhi + 15) & ~15
     for j0 in range(0, n16, 16):
+        if j0 < b0 or j0 >= b1:
+            for i in range(16):
+                sc[j0 + i] = np.float32(0.0)
+            continue
         for i in range(16):
             e = v_expf(np.float32(sc[j0 + i] - mx))
             sc[j0 + i] = e
@@ -191,8 +237,16 @@ def _pair(q, k_cache, v_cache, mask, out, t, h, n_head, n_gqa, head_dim_k, head_
         sc[j] = e
         total += np.float64(e)
     inv = np.float32(1.0 / total)
-    for j in range(n_kv):
-        sc[j] = round_f16(np.float32(sc[j] * inv))
+    if total > 0.0 and inv != np.inf:  # zeros stay +0.0 when scaled by a finite inv
+        r0 = min(b0, n16)
+        r1 = min(b1, n16)
+        for j in range(r0, r1):
+            sc[j] = round_f16(np.float32(sc[j] * inv))
+        for j in range(n16, n_kv):
+            sc[j] = round_f16(np.float32(sc[j] * inv))
+    else:
+        for j in range(n_kv):
+            sc[j] = round_f16(np.float32(sc[j] * inv))
     ob = (t * n_head + h) * head_dim_v
     if sgemm_kqv:
         _kqv_sgemm(v_cache, hk * head_dim_v, row_v, head_dim_v, sc, n_kv, acc, ln, out, ob)

@@ -22,6 +22,7 @@ from numba import cuda
 from kernels.cpu import matmul as cpu_matmul
 from kernels.cpu.q8 import quantize_row_q8_K
 from kernels.cuda.quants_base import f32_from_bits, int8_of, read_f16, read_u16, read_u32
+from kernels.cuda.simulator import device
 
 THREADS_PER_BLOCK = 128  # also the shared-memory size: launches may use any power of two <= 128
 MAX_BLOCKS = 65535
@@ -77,7 +78,7 @@ def matmul(w, ggml_type: int, n_rows: int, n_cols: int, x: np.ndarray, out: np.n
     return out
 
 
-@cuda.jit(device=True)
+@device
 def _layout(ggml_type):
     """(elements per block, weight block bytes, activation block bytes)."""
     if ggml_type == GGML_TYPE_Q4_0:
@@ -101,7 +102,7 @@ def _layout(ggml_type):
     return 1, 2, 2  # F16, BF16
 
 
-@cuda.jit(device=True)
+@device
 def _legacy_block(w, bo, x, xo, ggml_type):
     """Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 block times its Q8_0 / Q8_1 block."""
     isum = 0
@@ -141,7 +142,7 @@ def _legacy_block(w, bo, x, xo, ggml_type):
     return v
 
 
-@cuda.jit(device=True)
+@device
 def _scale_min_k4(w, s, j):
     """get_scale_min_k4: (scale, min) j of the 12 packed bytes at s."""
     if j < 4:
@@ -151,13 +152,13 @@ def _scale_min_k4(w, s, j):
     return sc, mn
 
 
-@cuda.jit(device=True)
+@device
 def _bsum(x, xo, g):
     v = read_u16(x, xo + 260 + 2 * g)
     return v - ((v & 0x8000) << 1)
 
 
-@cuda.jit(device=True)
+@device
 def _k_block(w, bo, x, xo, ggml_type):
     """Q4_K / Q5_K / Q6_K super-block times its Q8_K block."""
     yd = f32_from_bits(read_u32(x, xo))
@@ -196,7 +197,7 @@ def _k_block(w, bo, x, xo, ggml_type):
     return d * np.float32(isum) + dmin * np.float32(msum)
 
 
-@cuda.jit(device=True)
+@device
 def _float_elem(w, bo, x, xo, ggml_type):
     if ggml_type == GGML_TYPE_F32:
         return f32_from_bits(read_u32(w, bo)) * f32_from_bits(read_u32(x, xo))

@@ -4,14 +4,17 @@ Twins of the helpers of kernels/cpu/ops.py: F16 rounding to nearest even, ggml_v
 AVX-512 lane orders of the F16 dot products (dot_sgemm16, dot_vec_f16), and unfused float32
 multiply/add (NVVM contracts a*b + c into an FMA by default; `mul_rn`/`add_rn` are libdevice's
 __fmul_rn/__fadd_rn, which it never contracts). None of them uses the `cuda` API, so under the
-simulator they are plain Python functions (`device`): the simulator's device-function wrapper
-swaps module globals on every call, which makes the tests ~10x slower.
+simulator they are plain Python functions (`device`, kernels/cuda/simulator.py): the simulator's
+device-function wrapper swaps module globals on every call, which is not thread-safe and makes
+the tests ~10x slower.
 """
 
 import math
 
 import numpy as np
-from numba import config, cuda
+from numba import config
+
+from kernels.cuda.simulator import device
 
 _EXP_R = np.float32(float.fromhex("0x1.8p23"))
 _EXP_LOG2E = np.float32(float.fromhex("0x1.715476p+0"))
@@ -27,15 +30,10 @@ _EXP_C1 = np.float32(float.fromhex("0x1.ffffecp-1"))
 # ---------------------------------------------------------------------------------------------
 # Float helpers (device functions)
 
-if config.ENABLE_CUDASIM:
-    # Under the simulator, device functions are plain Python functions called by the simulated
-    # kernels (see the module docstring). ops.py also marks its syncthreads helpers with
-    # `device`: `cuda` there is ops.py's global, which the simulator swaps for its kernel API
-    # while one of ops.py's kernels runs.
-    def device(fn):
-        return fn
-else:
-    device = cuda.jit(device=True)
+# Under the simulator, device functions are plain Python functions called by the simulated
+# kernels (kernels/cuda/simulator.py). ops.py also marks its syncthreads helpers with `device`:
+# `cuda` there is ops.py's global, which the simulator swaps for its kernel API while one of
+# ops.py's kernels runs.
 
 if config.ENABLE_CUDASIM:
     # The simulator runs kernels as Python on NumPy scalars: its cuda.fma rounds twice and it has

@@ -7,35 +7,36 @@ for every finite value and infinity; a NaN comes out as the canonical NaN (no pa
 import math
 
 import numpy as np
-from numba import cuda
+
+from kernels.cuda.simulator import device
 
 
-@cuda.jit(device=True)
+@device
 def read_u8(data, o):
     """Byte o of data (uint8[]), as int32."""
     return np.int32(data[o])
 
 
-@cuda.jit(device=True)
+@device
 def read_u16(data, o):
     """Little-endian uint16 at byte o of data, as int32."""
     return np.int32(data[o]) | (np.int32(data[o + 1]) << 8)
 
 
-@cuda.jit(device=True)
+@device
 def read_u32(data, o):
     """Little-endian uint32 at byte o of data, as int64."""
     return (np.int64(data[o]) | (np.int64(data[o + 1]) << 8) | (np.int64(data[o + 2]) << 16)
             | (np.int64(data[o + 3]) << 24))
 
 
-@cuda.jit(device=True)
+@device
 def int8_of(b):
     """The int8 whose byte is b (0..255), as int32."""
     return (np.int32(b) ^ 0x80) - 0x80
 
 
-@cuda.jit(device=True)
+@device
 def f16_to_f32(h):
     """float32 value of the IEEE half with bits h (exact; NaN canonical)."""
     exp = (h >> 10) & 0x1F
@@ -49,13 +50,13 @@ def f16_to_f32(h):
     return -v if (h & 0x8000) != 0 else v
 
 
-@cuda.jit(device=True)
+@device
 def read_f16(data, o):
     """The fp16 at byte o of data, as float32."""
     return f16_to_f32(read_u16(data, o))
 
 
-@cuda.jit(device=True)
+@device
 def f32_from_bits(u):
     """float32 value with bits u (exact; NaN canonical)."""
     exp = (u >> 23) & 0xFF

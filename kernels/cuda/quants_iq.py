@@ -13,6 +13,7 @@ from numba import cuda
 
 from kernels.cpu import iq_grids
 from kernels.cuda.quants_base import f16_to_f32, read_f16, read_u16, read_u32, read_u8
+from kernels.cuda.simulator import device
 
 # value j of grid entry k is GRID[8 * k + j] (4 * k + j for the IQ3 grids)
 _IQ2XXS = np.ascontiguousarray(iq_grids.IQ2XXS_GRID.view(np.uint8))
@@ -209,7 +210,7 @@ def dequantize_row_iq4_xs(data, byte_offset, n, out, out_offset):
                 out[y + j + 16] = dl * np.float32(_KVALUES_IQ4NL[q >> 4])
 
 
-@cuda.jit(device=True)
+@device
 def _ue4m3_to_f32(x):
     if x == 0 or x == 0x7F:
         return np.float32(0.0)

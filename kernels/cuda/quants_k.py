@@ -6,6 +6,7 @@ import numpy as np
 from numba import cuda
 
 from kernels.cuda.quants_base import f32_from_bits, int8_of, read_f16, read_u32, read_u8
+from kernels.cuda.simulator import device
 
 
 @cuda.jit
@@ -28,7 +29,7 @@ def dequantize_row_q2_k(data, byte_offset, n, out, out_offset):
                         out[y_at + l] = dl * np.float32(q) - ml
 
 
-@cuda.jit(device=True)
+@device
 def _q3_k_scale(data, s, k):
     low = (read_u8(data, s + (k & 7)) >> (4 * (k >> 3))) & 0xF
     high = (read_u8(data, s + 8 + (k & 3)) >> (2 * (k >> 2))) & 3
@@ -56,14 +57,14 @@ def dequantize_row_q3_k(data, byte_offset, n, out, out_offset):
                         out[y_at + l] = dl * np.float32(q)
 
 
-@cuda.jit(device=True)
+@device
 def _scale_k4(j, data, s):
     if j < 4:
         return read_u8(data, s + j) & 63
     return (read_u8(data, s + j + 4) & 0xF) | ((read_u8(data, s + j - 4) >> 6) << 4)
 
 
-@cuda.jit(device=True)
+@device
 def _min_k4(j, data, s):
     if j < 4:
         return read_u8(data, s + j + 4) & 63
