@@ -10,7 +10,8 @@ cells, n_ctx is padded to 256 and n_kv is the used range padded to 256: cell pla
 the summation order inside attention, so it follows llama.cpp to give bit-identical logits.
 
 Differences on purpose: the graph runs eagerly (one arch `build_graph` call per ubatch, NumPy
-temporaries per op, no arena yet); `_KVStore` is a private store (to be replaced by
+temporaries per op, no arena yet), except one-token ubatches of llama / gemma3, which run one
+compiled call per layer (kernels.cpu.step, same arithmetic; K/V stored through `token_cells`); `_KVStore` is a private store (to be replaced by
 emel.kv_cache) that keeps every cell of a sequence for SWA layers and masks the ones outside the
 window; multi-sequence batches are split into consecutive n_ubatch chunks (not split_equal).
 """
