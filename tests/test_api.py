@@ -114,7 +114,6 @@ def test_stop_string_and_too_long_requests(model):
 
 @pytest.mark.slow
 def test_grammar_constrains_the_output(model):
-    pytest.importorskip("emel.grammar.sampler")
     text = model.generate("Is Paris in France? Answer:", max_tokens=6, temperature=0.0,
                           grammar='root ::= " yes" | " no"')
     assert text in (" yes", " no")
