@@ -365,26 +365,32 @@ def _split_custom(cpts, flags, lower, offsets, kind):
                     n_out += 1
                 prev = pos
                 continue
-            nws = 0
-            last_rn = 0
-            while _flags_at(cpts, flags, pos + nws, ini, end) & _WS:
-                c2 = cpts[pos + nws]
-                if c2 == 13 or c2 == 10:
-                    last_rn = pos + nws + 1
-                nws += 1
-            if last_rn > 0:
-                pos = last_rn
-            elif nws > 1 and pos + nws < end:
-                pos += nws - 1
-            elif nws > 0:
-                pos += nws
-            else:
-                pos += 1
+            pos = _whitespace_end(cpts, flags, pos, ini, end)
             if pos > prev:
                 out[n_out] = pos - prev
                 n_out += 1
             prev = pos
     return out[:n_out]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _whitespace_end(cpts, flags, pos, ini, end):
+    """End of the whitespace alternatives `\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+` from pos (llama.cpp's
+    unicode_regex_split_custom_llama3 / _kimi_k2 tails); one codepoint when none matches."""
+    nws = 0
+    last_rn = 0
+    while _flags_at(cpts, flags, pos + nws, ini, end) & _WS:
+        c2 = cpts[pos + nws]
+        if c2 == 13 or c2 == 10:
+            last_rn = pos + nws + 1
+        nws += 1
+    if last_rn > 0:
+        return last_rn
+    if nws > 1 and pos + nws < end:
+        return pos + nws - 1
+    if nws > 0:
+        return pos + nws
+    return pos + 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -501,21 +507,7 @@ def _split_kimi_k2(cpts, flags, lower, offsets):
                     n_out += 1
                 prev = pos
                 continue
-            nws = 0
-            last_rn = 0
-            while _flags_at(cpts, flags, pos + nws, ini, end) & _WS:
-                c2 = cpts[pos + nws]
-                if c2 == 13 or c2 == 10:
-                    last_rn = pos + nws + 1
-                nws += 1
-            if last_rn > 0:
-                pos = last_rn
-            elif nws > 1 and pos + nws < end:
-                pos += nws - 1
-            elif nws > 0:
-                pos += nws
-            else:
-                pos += 1
+            pos = _whitespace_end(cpts, flags, pos, ini, end)
             if pos > prev:
                 out[n_out] = pos - prev
                 n_out += 1
