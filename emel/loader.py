@@ -49,7 +49,7 @@ def load_model_file(path: str | os.PathLike, vocab_only: bool = False, use_mmap:
     `progress(done_bytes, total_bytes)` is called once before the first tensor and after each.
     """
     path = Path(path)
-    gf = gguf.read(path, use_mmap=use_mmap)
+    gf = gguf.read(path, use_mmap=use_mmap, lazy_strings=True)
     arch = gf.metadata.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise ModelError(f"{path}: general.architecture is missing or not a string ({arch!r})")

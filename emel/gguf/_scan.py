@@ -54,3 +54,20 @@ def join_strings(buf, starts, n, end, sep, out):
         for j in range(starts[i] + 8, stop):
             out[k] = buf[j]
             k += 1
+
+
+@njit(cache=True, nogil=True)
+def pack_strings(buf, starts, n, end, out, offsets):
+    """Copy the `n` strings scanned by scan_strings into `out` back to back; offsets[i] is where
+    string i starts in `out` and offsets[n] the total.
+
+    buf: uint8[size]; starts: int64[n]; out: uint8[end - starts[0] - 8 * n]; offsets: int64[n + 1].
+    """
+    k = 0
+    for i in range(n):
+        offsets[i] = k
+        stop = starts[i + 1] if i + 1 < n else end
+        for j in range(starts[i] + 8, stop):
+            out[k] = buf[j]
+            k += 1
+    offsets[n] = k

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import GGUFError, ModelError
-from ._scan import join_strings, scan_strings
+from ._scan import join_strings, pack_strings, scan_strings
+from .strings import StringArray
 from .types import (
     BLOCK_SIZES,
     GGUF_DEFAULT_ALIGNMENT,
@@ -161,25 +162,28 @@ _PLAIN_DTYPES = {
 }
 
 
-def read(path: str | os.PathLike, use_mmap: bool = True) -> GGUFFile:
+def read(path: str | os.PathLike, use_mmap: bool = True, lazy_strings: bool = False) -> GGUFFile:
     """Parse the GGUF file at `path` (the first file of a split model reads all its splits).
 
-    `use_mmap=False` reads the files into memory instead of mapping them.
+    `use_mmap=False` reads the files into memory instead of mapping them. `lazy_strings=True`
+    gives top-level arrays of strings as `StringArray` (bytes, decoded on access) instead of
+    `list[str]`: what the model loader uses, so a large vocabulary costs its bytes only.
     """
     path = Path(path)
-    first = _parse(_load_bytes(path, use_mmap), path)
+    first = _parse(_load_bytes(path, use_mmap), path, lazy_strings=lazy_strings)
     n_split = _split_count(first)
     if n_split <= 1:
         return first
     return _join_splits(first, path, n_split, use_mmap)
 
 
-def read_buffer(data: bytes | bytearray | memoryview | np.ndarray, name: str = "<buffer>") -> GGUFFile:
-    """Parse a GGUF file held in memory (no split handling)."""
+def read_buffer(data: bytes | bytearray | memoryview | np.ndarray, name: str = "<buffer>",
+                lazy_strings: bool = False) -> GGUFFile:
+    """Parse a GGUF file held in memory (no split handling); `lazy_strings` as in `read`."""
     arr = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
     if arr.dtype != np.uint8 or arr.ndim != 1:
         raise TypeError("read_buffer needs bytes or a 1-D uint8 array")
-    return _parse(arr, None, name)
+    return _parse(arr, None, name, lazy_strings=lazy_strings)
 
 
 def _load_bytes(path: Path, use_mmap: bool) -> np.ndarray:
@@ -256,7 +260,8 @@ class _Cursor:
             raise self.fail(f"{what} at offset {start} is not valid UTF-8: {b[:64]!r}") from e
 
 
-def _parse(arr: np.ndarray, path: Path | None, where: str | None = None) -> GGUFFile:
+def _parse(arr: np.ndarray, path: Path | None, where: str | None = None,
+           lazy_strings: bool = False) -> GGUFFile:
     cur = _Cursor(arr, where or str(path))
     if cur.size < 4 or cur.buf[:4].tobytes() != GGUF_MAGIC_BYTES:
         got = cur.buf[:4].tobytes()
@@ -285,7 +290,7 @@ def _parse(arr: np.ndarray, path: Path | None, where: str | None = None) -> GGUF
         if key in metadata:
             raise cur.fail(f"duplicate key {key!r} (key-value pair {i})")
         vtype = _value_type(cur, cur.u32(f"type of {key!r}"), key)
-        metadata[key], value_types[key] = _read_value(cur, vtype, key, 0)
+        metadata[key], value_types[key] = _read_value(cur, vtype, key, 0, lazy_strings)
 
     alignment = GGUF_DEFAULT_ALIGNMENT
     if "general.alignment" in metadata:
@@ -332,7 +337,8 @@ def _value_type(cur: _Cursor, raw: int, key: str) -> GGUFValueType:
     return vtype
 
 
-def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str, depth: int) -> tuple[Any, tuple]:
+def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str, depth: int,
+                lazy_strings: bool = False) -> tuple[Any, tuple]:
     if vtype == GGUFValueType.STRING:
         b = cur.raw_string(f"string value of {key!r}")
         return b.decode("utf-8", "surrogateescape"), (vtype,)
@@ -342,10 +348,10 @@ def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str, depth: int) -> tup
         v = st.unpack_from(cur.buf, cur.pos)[0]
         cur.pos += st.size
         return (v != 0 if vtype == GGUFValueType.BOOL else v), (vtype,)
-    return _read_array(cur, key, depth)
+    return _read_array(cur, key, depth, lazy_strings)
 
 
-def _read_array(cur: _Cursor, key: str, depth: int) -> tuple[Any, tuple]:
+def _read_array(cur: _Cursor, key: str, depth: int, lazy_strings: bool = False) -> tuple[Any, tuple]:
     if depth >= MAX_ARRAY_NESTING:
         raise cur.fail(f"key {key!r}: arrays nested deeper than {MAX_ARRAY_NESTING} levels")
     itype = _value_type(cur, cur.u32(f"item type of array {key!r}"), key)
@@ -364,7 +370,7 @@ def _read_array(cur: _Cursor, key: str, depth: int) -> tuple[Any, tuple]:
             values = values != 0
         return values, types
     if itype == GGUFValueType.STRING:
-        return _read_string_array(cur, n, key), types
+        return _read_string_array(cur, n, key, lazy_strings), types
     items = []
     for _ in range(n):  # arrays of arrays
         value, _t = _read_array(cur, key, depth + 1)
@@ -372,8 +378,8 @@ def _read_array(cur: _Cursor, key: str, depth: int) -> tuple[Any, tuple]:
     return items, types
 
 
-def _read_string_array(cur: _Cursor, n: int, key: str) -> list[str]:
-    """Walk `n` length-prefixed strings, then decode them all at once."""
+def _read_string_array(cur: _Cursor, n: int, key: str, lazy: bool = False) -> list[str] | StringArray:
+    """Walk `n` length-prefixed strings, then decode them all at once (or keep their bytes)."""
     base = cur.pos
     starts = np.empty(n, np.int64)  # n * 8 <= bytes left, checked by the caller
     present = np.zeros(256, np.bool_)
@@ -382,6 +388,14 @@ def _read_string_array(cur: _Cursor, n: int, key: str) -> list[str]:
         raise cur.fail(f"truncated file: string {-end - 1} of array {key!r} runs past the end "
                        f"of the file ({cur.size} bytes) or is longer than {GGUF_MAX_STRING_LENGTH}")
     cur.pos = end
+    if lazy:
+        offsets = np.empty(n + 1, np.int64)
+        data = np.empty(end - base - 8 * n, np.uint8)
+        if n:
+            pack_strings(cur.arr, starts, n, end, data, offsets)
+        else:
+            offsets[0] = 0
+        return StringArray(data, offsets)
     if n == 0:
         return []
     free = np.flatnonzero(~present[:128])

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import TokenizerError, UnsupportedError
+from ..gguf.strings import StringArray
 
 TOKEN_NULL = -1
 DNA_KMER_MARKER = "\ue000".encode()  # reserved suffix of hybriddna k-mer tokens
@@ -241,6 +242,8 @@ def _text(value) -> bytes:
 
 
 def _texts(values) -> list[bytes]:
+    if isinstance(values, StringArray):  # the loader's metadata: the file's bytes, no str made
+        return values.to_bytes()
     enc = str.encode
     try:
         return [enc(v, "utf-8", "surrogateescape") for v in values]
