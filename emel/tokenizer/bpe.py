@@ -155,8 +155,8 @@ class BpeTokenizer:
         pos = [m.find(b" ", 1) for m in merges]
         firsts = [m[:p] if p >= 0 else b"" for m, p in zip(merges, pos)]
         seconds = [m[p + 1:] if p >= 0 else b"" for m, p in zip(merges, pos)]
-        ids = dict(vocab.token_to_id)
         strings = list(vocab.lookup_tokens or vocab.tokens)
+        ids = dict(zip(strings, range(len(strings))))  # token_to_id (no duplicates, checked at load)
         for s in dict.fromkeys(firsts + seconds):
             if s not in ids:
                 ids[s] = len(strings)

@@ -163,7 +163,7 @@ class Tokenizer:
             v = self.vocab
             if v.type == VocabType.SPM:
                 from .spm import SpmTokenizer
-                self._impl = SpmTokenizer(v, strtab.build(v.tokens))
+                self._impl = SpmTokenizer(v, _token_table(v))
             elif v.type == VocabType.BPE:
                 from .bpe import BpeTokenizer
                 self._impl = BpeTokenizer(v)
@@ -323,3 +323,10 @@ def read_metadata(path: str | Path) -> dict:
     from ..gguf import read
 
     return read(path).metadata
+
+
+def _token_table(v) -> strtab.StrTab:
+    """The vocabulary's own text -> id table when its keys are the token texts."""
+    if v.lookup_tokens is None and isinstance(v.token_to_id, strtab.Index):
+        return v.token_to_id.table
+    return strtab.build(v.tokens)

@@ -9,12 +9,14 @@ libstdc++'s iteration order, and it orders the special-token cache with a replay
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import TokenizerError, UnsupportedError
 from ..gguf.strings import StringArray
+from . import strtab
 
 TOKEN_NULL = -1
 DNA_KMER_MARKER = "\ue000".encode()  # reserved suffix of hybriddna k-mer tokens
@@ -161,10 +163,10 @@ class Vocab:
     tokenizer_pre: str
     type: VocabType
     pre_type: str
-    tokens: list[bytes]                       # n_tokens: token text
+    tokens: Sequence[bytes]                   # n_tokens: token text (strtab.Texts, or a list)
     scores: np.ndarray                        # float32[n_tokens]
     attrs: np.ndarray                         # int32[n_tokens]: TokenAttr bits
-    token_to_id: dict[bytes, int]
+    token_to_id: Mapping[bytes, int]          # strtab.Index over the token texts
     merges: list[bytes] = field(default_factory=list)   # "first second" merge rules in rank order
     n_token_types: int = 0
     bos: int = TOKEN_NULL
@@ -239,6 +241,18 @@ def _text(value) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     return str(value).encode("utf-8", "surrogateescape")
+
+
+def _token_table(raw) -> strtab.StrTab:
+    """The token texts as a lookup table; an empty text becomes "[EMPTY_i]" as in llama.cpp.
+    The loader's lazy metadata is indexed in place: no bytes object per token is made."""
+    if isinstance(raw, StringArray) and (len(raw) == 0 or np.diff(raw.offsets).min() > 0):
+        return strtab.build_packed(raw.data, raw.offsets)
+    tokens = _texts(raw)
+    for i, t in enumerate(tokens):
+        if not t:
+            tokens[i] = b"[EMPTY_%d]" % i
+    return strtab.build(tokens)
 
 
 def _texts(values) -> list[bytes]:
@@ -340,12 +354,9 @@ def _load(meta: dict) -> Vocab:
     raw_tokens = _get(meta, "tokens")
     if raw_tokens is None:
         raise TokenizerError("cannot find tokenizer vocab in model file")
-    tokens = _texts(raw_tokens)
+    table = _token_table(raw_tokens)
+    tokens = strtab.Texts(table)
     n = len(tokens)
-    if not all(tokens):
-        for i, t in enumerate(tokens):
-            if not t:
-                tokens[i] = b"[EMPTY_%d]" % i
     scores_raw = _get(meta, "scores")
     if scores_raw is not None:
         scores = np.asarray(scores_raw).astype(np.float32)
@@ -364,14 +375,15 @@ def _load(meta: dict) -> Vocab:
         attrs = attrs.astype(np.int32)
     else:
         attrs = np.full(n, int(TokenAttr.NORMAL), dtype=np.int32)
-    token_to_id = dict(zip(tokens, range(n)))
+    token_to_id = strtab.Index(table)
     if len(token_to_id) != n:
         raise TokenizerError(f"vocabulary has duplicate tokens ({n - len(token_to_id)} repeated)")
-    max_token_len = max(map(len, tokens), default=0)
+    max_token_len = int(np.diff(table.offsets).max()) if n else 0
     lookup_tokens = None
     if model == "hybriddna" and b"<oov>" in token_to_id:
         # k-mer texts carry a marker that keeps them apart in token_to_id; pieces drop it
         lookup_tokens = list(tokens)
+        tokens = list(tokens)
         for i in range(token_to_id[b"<oov>"] + 1, n):
             t = tokens[i]
             if len(t) > len(DNA_KMER_MARKER) and t.endswith(DNA_KMER_MARKER):
