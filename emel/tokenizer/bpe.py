@@ -152,23 +152,34 @@ class BpeTokenizer:
             return self._merges
         vocab = self.vocab
         merges = vocab.merges
-        pos = [m.find(b" ", 1) for m in merges]
-        firsts = [m[:p] if p >= 0 else b"" for m, p in zip(merges, pos)]
-        seconds = [m[p + 1:] if p >= 0 else b"" for m, p in zip(merges, pos)]
-        strings = list(vocab.lookup_tokens or vocab.tokens)
-        ids = dict(zip(strings, range(len(strings))))  # token_to_id (no duplicates, checked at load)
-        for s in dict.fromkeys(firsts + seconds):
-            if s not in ids:
-                ids[s] = len(strings)
-                strings.append(s)
-        n = len(merges)
-        lefts = np.fromiter(map(ids.__getitem__, firsts), dtype=np.int64, count=n)
-        rights = np.fromiter(map(ids.__getitem__, seconds), dtype=np.int64, count=n)
-        get = ids.get
-        merged = np.fromiter((get(f + t, -1) for f, t in zip(firsts, seconds)), dtype=np.int64,
-                             count=n)
-        n_ids = len(strings)
-        table = strtab.build(strings)
+        if isinstance(merges, strtab.Texts):
+            mdata, moffs = merges.data, merges.offsets
+        else:
+            packed = strtab.build(merges)
+            mdata, moffs = packed.data, packed.offsets
+        words = vocab.lookup_tokens or vocab.tokens
+        if isinstance(words, strtab.Texts) and isinstance(vocab.token_to_id, strtab.Index):
+            tok = vocab.token_to_id.table
+        else:
+            tok = strtab.build(words)
+        n = len(moffs) - 1
+        n_tok = len(tok.offsets) - 1
+        # the first and second half of each rule (split at its first space after byte 0)
+        bounds = np.empty((4, n), dtype=np.int64)
+        _split_rules(mdata, moffs, bounds)
+        # ids of both halves and of their concatenation: token ids, then new ids for the strings
+        # that are not tokens, in order of first appearance over all firsts, then all seconds
+        cap = 1
+        while cap < 4 * n + 2:
+            cap *= 2
+        ids = np.empty(2 * n, dtype=np.int64)
+        merged = np.empty(n, dtype=np.int64)
+        extra = np.empty((2, 2 * n), dtype=np.int64)
+        n_extra = _intern_halves(mdata, bounds, tok.data, tok.offsets, tok.slots, np.int64(n_tok),
+                                 np.full(cap, -1, dtype=np.int64), extra, ids, merged)
+        lefts, rights = ids[:n], ids[n:]
+        n_ids = n_tok + n_extra
+        table = tok if n_extra == 0 else _with_extra(tok, mdata, extra[:, :n_extra])
         keys = lefts * n_ids + rights
         cap = 1
         while cap < 2 * keys.size + 2:
@@ -271,6 +282,135 @@ class BpeTokenizer:
                     seg_start = None
             elif seg_start is None:
                 seg_start = i
+
+
+@njit(cache=True, nogil=True)
+def _split_rules(mdata, moffs, bounds):
+    """bounds[:, i] = (first start, first end, second start, second end) of rule i in mdata:
+    `rule.find(b" ", 1)` splits it; a rule without that space gives two empty halves."""
+    for i in range(moffs.size - 1):
+        a = moffs[i]
+        b = moffs[i + 1]
+        p = -1
+        for j in range(a + 1, b):
+            if mdata[j] == 0x20:
+                p = j
+                break
+        if p < 0:
+            bounds[0, i] = a
+            bounds[1, i] = a
+            bounds[2, i] = a
+            bounds[3, i] = a
+        else:
+            bounds[0, i] = a
+            bounds[1, i] = p
+            bounds[2, i] = p + 1
+            bounds[3, i] = b
+
+
+@njit(cache=True, nogil=True)
+def _hash2(buf, a1, b1, a2, b2):
+    """strtab.hash_bytes of buf[a1:b1] + buf[a2:b2] (FNV-1a streams over the two ranges)."""
+    h = np.uint64(0xCBF29CE484222325)
+    for i in range(a1, b1):
+        h = (h ^ np.uint64(buf[i])) * np.uint64(0x100000001B3)
+    for i in range(a2, b2):
+        h = (h ^ np.uint64(buf[i])) * np.uint64(0x100000001B3)
+    return h
+
+
+@njit(cache=True, nogil=True)
+def _same2(data, sa, sb, buf, a1, b1, a2, b2):
+    """data[sa:sb] == buf[a1:b1] + buf[a2:b2]."""
+    n1 = b1 - a1
+    if sb - sa != n1 + (b2 - a2):
+        return False
+    for k in range(n1):
+        if data[sa + k] != buf[a1 + k]:
+            return False
+    for k in range(b2 - a2):
+        if data[sa + n1 + k] != buf[a2 + k]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _find2(data, offsets, slots, buf, a1, b1, a2, b2):
+    """Index in the StrTab (data, offsets, slots) of buf[a1:b1] + buf[a2:b2], or -1."""
+    mask = slots.size - 1
+    j = np.int64(_hash2(buf, a1, b1, a2, b2) & np.uint64(mask))
+    while True:
+        s = slots[j]
+        if s < 0:
+            return -1
+        if _same2(data, offsets[s], offsets[s + 1], buf, a1, b1, a2, b2):
+            return s
+        j = (j + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def _find_extra(mdata, extra, eslots, a1, b1, a2, b2):
+    """Slot of buf[a1:b1] + buf[a2:b2] among the interned extra strings (ranges of mdata): its
+    extra index (>= 0), or -(slot + 1) for the empty slot where it would go."""
+    mask = eslots.size - 1
+    j = np.int64(_hash2(mdata, a1, b1, a2, b2) & np.uint64(mask))
+    while True:
+        e = eslots[j]
+        if e < 0:
+            return -(j + 1)
+        if _same2(mdata, extra[0, e], extra[1, e], mdata, a1, b1, a2, b2):
+            return e
+        j = (j + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def _intern_halves(mdata, bounds, tdata, toffs, tslots, n_tok, eslots, extra, ids, merged):
+    """ids[:n] / ids[n:]: ids of the rules' first / second halves, merged[i]: id of their
+    concatenation or -1. Token texts keep their ids; other strings get n_tok, n_tok + 1, ... in
+    order of first appearance (firsts, then seconds), their ranges stored in extra[:, k].
+    Returns the number of extra strings."""
+    n = bounds.shape[1]
+    n_extra = 0
+    for half in range(2):
+        for i in range(n):
+            a = bounds[2 * half, i]
+            b = bounds[2 * half + 1, i]
+            t = _find2(tdata, toffs, tslots, mdata, a, b, b, b)
+            if t < 0:
+                e = _find_extra(mdata, extra, eslots, a, b, b, b)
+                if e < 0:
+                    eslots[-e - 1] = n_extra
+                    e = n_extra
+                    extra[0, e] = a
+                    extra[1, e] = b
+                    n_extra += 1
+                t = n_tok + e
+            ids[half * n + i] = t
+    for i in range(n):
+        a1 = bounds[0, i]
+        b1 = bounds[1, i]
+        a2 = bounds[2, i]
+        b2 = bounds[3, i]
+        t = _find2(tdata, toffs, tslots, mdata, a1, b1, a2, b2)
+        if t < 0:
+            e = _find_extra(mdata, extra, eslots, a1, b1, a2, b2)
+            t = n_tok + e if e >= 0 else -1
+        merged[i] = t
+    return n_extra
+
+
+def _with_extra(tok: strtab.StrTab, mdata: np.ndarray, extra: np.ndarray) -> strtab.StrTab:
+    """The token table plus the extra strings (ranges of mdata) with ids after the tokens."""
+    lens = extra[1] - extra[0]
+    n_tok = len(tok.offsets) - 1
+    offsets = np.empty(n_tok + lens.size + 1, dtype=np.int64)
+    offsets[:n_tok + 1] = tok.offsets
+    np.cumsum(lens, out=offsets[n_tok + 1:])
+    offsets[n_tok + 1:] += tok.offsets[-1]
+    idx = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in extra.T.tolist()]) \
+        if lens.sum() else np.zeros(0, dtype=np.int64)
+    data = np.concatenate([tok.data, mdata[idx]])
+    return strtab.build_packed(data, offsets)
 
 
 @njit(cache=True, nogil=True)

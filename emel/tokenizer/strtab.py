@@ -58,9 +58,9 @@ class Texts(Sequence):
 
     __slots__ = ("data", "offsets")
 
-    def __init__(self, table: StrTab) -> None:
-        self.data = table.data
-        self.offsets = table.offsets
+    def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
+        self.data = data  # uint8[total]: the strings back to back
+        self.offsets = offsets  # int64[n + 1]: start of each string, then the total
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -123,7 +123,7 @@ class Index(Mapping):
     def __iter__(self) -> Iterator[bytes]:
         t = self.table
         seen = set() if self._n != len(t.offsets) - 1 else None
-        for s in Texts(t):
+        for s in Texts(t.data, t.offsets):
             if seen is not None:
                 if s in seen:
                     continue

@@ -167,7 +167,7 @@ class Vocab:
     scores: np.ndarray                        # float32[n_tokens]
     attrs: np.ndarray                         # int32[n_tokens]: TokenAttr bits
     token_to_id: Mapping[bytes, int]          # strtab.Index over the token texts
-    merges: list[bytes] = field(default_factory=list)   # "first second" merge rules in rank order
+    merges: Sequence[bytes] = field(default_factory=list)  # "first second" merge rules in rank order
     n_token_types: int = 0
     bos: int = TOKEN_NULL
     eos: int = TOKEN_NULL
@@ -296,7 +296,10 @@ def _load(meta: dict) -> Vocab:
         raw = _get(meta, "merges")
         if raw is None and not (model != "gemma4" and pre == "kimi-k2"):
             raise TokenizerError("cannot find tokenizer merges in model file")
-        merges = _texts(raw or [])
+        if isinstance(raw, StringArray):  # packed, as the BPE merge tables read them
+            merges = strtab.Texts(raw.data, raw.offsets)
+        else:
+            merges = _texts(raw or [])
         if model == "gemma4":
             ids.update(bos=TOKEN_NULL, eos=TOKEN_NULL, unk=TOKEN_NULL)
             pre = "gemma4"
@@ -355,7 +358,7 @@ def _load(meta: dict) -> Vocab:
     if raw_tokens is None:
         raise TokenizerError("cannot find tokenizer vocab in model file")
     table = _token_table(raw_tokens)
-    tokens = strtab.Texts(table)
+    tokens = strtab.Texts(table.data, table.offsets)
     n = len(tokens)
     scores_raw = _get(meta, "scores")
     if scores_raw is not None:
