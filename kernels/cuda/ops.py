@@ -63,7 +63,7 @@ def _tree_max_f32(partial, tid, nthreads):
 # F16 conversion
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def f32_to_f16_array(x, out, n):
     """out[i] = f16 bits of x[i]; x: float32[n], out: uint16[n]. One thread per element."""
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -74,7 +74,7 @@ def f32_to_f16_array(x, out, n):
 # Norms and element-wise ops
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def rms_norm_f32(x, w, out, n_rows, n_cols, eps, has_w):
     """out[r] = x[r] * 1/sqrtf(mean(x[r]^2) + eps) (* w); one block per row.
 
@@ -103,14 +103,14 @@ def rms_norm_f32(x, w, out, n_rows, n_cols, eps, has_w):
         cuda.syncthreads()
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def add_f32(a, b, out, n):
     """out = a + b; float32[n]."""
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         out[i] = a[i] + b[i]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def add_rows_f32(x, b, out, n_rows, n_cols):
     """out[r] = x[r] + b (a bias broadcast over rows); one block per row."""
     for r in range(cuda.blockIdx.x, n_rows, cuda.gridDim.x):
@@ -119,14 +119,14 @@ def add_rows_f32(x, b, out, n_rows, n_cols):
             out[base + c] = x[base + c] + b[c]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def mul_f32(a, b, out, n):
     """out = a * b; float32[n]."""
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         out[i] = a[i] * b[i]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def scale_f32(x, s, out, n):
     """out = x * s; float32[n], s float32."""
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -140,7 +140,7 @@ def _silu_at(v, i, n16):
     return np.float32(v / (np.float32(1.0) + e))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def silu_f32(x, out, n):
     """out = x / (1 + exp(-x)); ggml_v_silu on blocks of 16, expf on the tail."""
     n16 = n & ~15
@@ -148,7 +148,7 @@ def silu_f32(x, out, n):
         out[i] = _silu_at(x[i], i, n16)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def swiglu_f32(x, g, out, n_rows, n_cols, x_stride, g_stride):
     """out[r] = silu(x[r]) * g[r]; rows of x and g start at r*x_stride and r*g_stride.
     One block per row."""
@@ -161,7 +161,7 @@ def swiglu_f32(x, g, out, n_rows, n_cols, x_stride, g_stride):
             out[ob + c] = mul_rn(_silu_at(x[xb + c], c, n16), g[gb + c])
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def gelu_f32(x, out, n, gelu_table):
     """out = gelu_tanh(x) through ggml's F16 table; gelu_table: float32[65536]."""
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -174,7 +174,7 @@ def gelu_f32(x, out, n, gelu_table):
             out[i] = gelu_table[f32_to_f16_bits(v)]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def geglu_f32(x, g, out, n, gelu_table):
     """out = gelu_tanh(x) * g through ggml's F16 table (ggml_vec_geglu_f32)."""
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -187,7 +187,7 @@ def geglu_f32(x, g, out, n, gelu_table):
             out[i] = gelu_table[f32_to_f16_bits(v)] * g[i]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def tanh_softcap_f32(x, out, n, cap):
     """out = tanh(x / cap) * cap (ggml_scale, ggml_tanh, ggml_scale)."""
     inv = np.float32(1.0) / cap
@@ -196,7 +196,7 @@ def tanh_softcap_f32(x, out, n, cap):
         out[i] = mul_rn(t, cap)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def get_rows_f32(table, ids, out, n_ids, n_cols):
     """out[i] = table[ids[i]]; one block per id (ids checked by the launcher)."""
     for i in range(cuda.blockIdx.x, n_ids, cuda.gridDim.x):
@@ -206,7 +206,7 @@ def get_rows_f32(table, ids, out, n_ids, n_cols):
             out[dst + c] = table[src + c]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def get_rows_f16(table, ids, out, n_ids, n_cols, f16tab):
     """out[i] = f32(table[ids[i]]); table: uint16 F16 bits; one block per id."""
     for i in range(cuda.blockIdx.x, n_ids, cuda.gridDim.x):
@@ -216,7 +216,7 @@ def get_rows_f16(table, ids, out, n_ids, n_cols, f16tab):
             out[dst + c] = f16tab[table[src + c]]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def set_rows_f16(x, ids, dst, n_ids, n_cols):
     """dst[ids[i]] = x[i] rounded to F16 (held as float32): the KV-cache store (ggml_set_rows into
     an F16 cache; the CPU context rounds with astype(float16)). One block per row."""
@@ -227,7 +227,7 @@ def set_rows_f16(x, ids, dst, n_ids, n_cols):
             dst[d + c] = round_f16(x[src + c])
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def set_rows_f32(x, ids, dst, n_ids, n_cols):
     """dst[ids[i]] = x[i] (a row scatter, the inverse of get_rows_f32). One block per row."""
     for i in range(cuda.blockIdx.x, n_ids, cuda.gridDim.x):
@@ -241,7 +241,7 @@ def set_rows_f32(x, ids, dst, n_ids, n_cols):
 # RoPE
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def rope_f32(x, pos, n_tokens, n_head, head_dim, n_dims, neox, freq_base, freq_scale,
              ext_factor, attn_factor, corr0, corr1, freq_factors, has_ff, cache):
     """Rotate x in place, one block per token; cache: float32[n_tokens * head_dim] scratch (the
@@ -307,7 +307,7 @@ def rope_f32(x, pos, n_tokens, n_head, head_dim, n_dims, neox, freq_base, freq_s
 # Attention over an F16 KV cache
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k,
                     head_dim_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, scores, q16, lanes):
     """Masked GQA attention (llama.cpp's non-flash path), one block per (token, head).
@@ -399,10 +399,45 @@ def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
 
 
 # ---------------------------------------------------------------------------------------------
+# F32 / F16 weights in ggml-cpu's float order
+
+
+@cuda.jit(cache=True)
+def matmul_float_ggml(w, n_rows, n_cols, x, n_tokens, out, sgemm, round_x16, xs, lanes):
+    """out[t*n_rows + r] = dot(w row r, x row t) for F32/F16 weights held as float32 values, in
+    the CPU's order (kernels.cpu.ops.matmul_float_ggml): tinyBLAS<16> when `sgemm`, else
+    ggml_vec_dot_f16's 64 lanes; bit-equal with the CPU. One thread per output (t, r), its lanes
+    in local memory (`lanes` is unused). xs: float32[n_tokens*n_cols], the activation rounded to
+    F16 when round_x16 (launch_matmul_float_ggml fills it first: the CPU's per-token xs).
+    """
+    loc = cuda.local.array(64, np.float32)
+    for item in range(cuda.grid(1), n_tokens * n_rows, cuda.gridsize(1)):
+        t = item // n_rows
+        r = item - t * n_rows
+        if round_x16:
+            if sgemm:
+                v = dot_sgemm16(w, r * n_cols, xs, t * n_cols, n_cols, loc)
+            else:
+                v = dot_vec_f16(w, r * n_cols, xs, t * n_cols, n_cols, loc)
+        elif sgemm:
+            v = dot_sgemm16(w, r * n_cols, x, t * n_cols, n_cols, loc)
+        else:
+            v = dot_vec_f16(w, r * n_cols, x, t * n_cols, n_cols, loc)
+        out[item] = v
+
+
+@cuda.jit(cache=True)
+def _round_f16_f32(x, out, n):
+    """out[i] = x[i] rounded to the nearest F16, as float32 (the CPU's xs of matmul_float_ggml)."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        out[i] = round_f16(x[i])
+
+
+# ---------------------------------------------------------------------------------------------
 # Q6_K x Q8_K with the float order of ggml-cpu/tiled (llama.cpp's default for batches >= 8 rows)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def matmul_q6_k_tiled(w, n_rows, n_cols, xq, n_tokens, out, f16tab):
     """out[t*n_rows + r] = row r of a Q6_K weight times activation t (already Q8_K blocks).
 
@@ -635,6 +670,22 @@ def launch_attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_h
         q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k, head_dim_v, n_kv,
         np.float32(kq_scale), np.float32(softcap), bool(sgemm_kq), bool(sgemm_kqv), scores, q16,
         lanes)
+
+
+def launch_matmul_float_ggml(w, n_rows, n_cols, x, n_tokens, out, sgemm, round_x16, xs,
+                             threads=tuning.ELEMENTWISE_THREADS, max_blocks=tuning.MAX_BLOCKS):
+    """xs: float32[n_tokens*n_cols] scratch (filled here when round_x16)."""
+    if sgemm and n_cols % 16:
+        raise ValueError("matmul_float_ggml: the sgemm order needs n_cols % 16 == 0")
+    _check("w", w, np.float32, n_rows * n_cols)
+    _check("x", x, np.float32, n_tokens * n_cols)
+    _check("out", out, np.float32, n_tokens * n_rows)
+    _check("xs", xs, np.float32, n_tokens * n_cols if round_x16 else 0)
+    if round_x16:
+        _round_f16_f32[_blocks(n_tokens * n_cols, threads, max_blocks), threads](
+            x, xs, n_tokens * n_cols)
+    matmul_float_ggml[_blocks(n_tokens * n_rows, threads, max_blocks), threads](
+        w, n_rows, n_cols, x, n_tokens, out, bool(sgemm), bool(round_x16), xs, xs)
 
 
 def launch_matmul_q6_k_tiled(w, n_rows, n_cols, xq, n_tokens, out, f16tab,

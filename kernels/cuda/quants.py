@@ -99,5 +99,7 @@ def dequantize(data, ggml_type: int, n_elements: int, out=None,
 
 
 def _on_device(a) -> bool:
-    # numba's device arrays (real or simulated); cuda.is_cuda_array is missing in the simulator
-    return cuda.devicearray.is_cuda_ndarray(a)
+    # numba's device arrays, real or simulated, carry __cuda_ndarray__ (what
+    # numba.cuda.cudadrv.devicearray.is_cuda_ndarray tests; cuda.is_cuda_array is missing in the
+    # simulator, and `cuda.devicearray` is not part of numba-cuda's documented namespace)
+    return bool(getattr(a, "__cuda_ndarray__", False))

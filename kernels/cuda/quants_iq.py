@@ -28,7 +28,7 @@ _KVALUES_FP4 = iq_grids.KVALUES_FP4.astype(np.int32)
 _IQ1_DELTA = np.float32(0.125)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_iq2_xxs(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 66
@@ -46,7 +46,7 @@ def dequantize_row_iq2_xxs(data, byte_offset, n, out, out_offset):
                     out[y + j] = -v if ((signs >> j) & 1) != 0 else v
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_iq2_xs(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 74
@@ -66,7 +66,7 @@ def dequantize_row_iq2_xs(data, byte_offset, n, out, out_offset):
                     out[y + j] = -v if ((signs >> j) & 1) != 0 else v
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_iq2_s(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 82
@@ -86,7 +86,7 @@ def dequantize_row_iq2_s(data, byte_offset, n, out, out_offset):
                     out[y + j] = -v if ((signs >> j) & 1) != 0 else v
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_iq3_xxs(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 98
@@ -106,7 +106,7 @@ def dequantize_row_iq3_xxs(data, byte_offset, n, out, out_offset):
                     out[y + j + 4] = -v2 if ((signs >> (j + 4)) & 1) != 0 else v2
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_iq3_s(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 110
@@ -127,7 +127,7 @@ def dequantize_row_iq3_s(data, byte_offset, n, out, out_offset):
                     out[y + j + 4] = -v2 if ((signs >> (j + 4)) & 1) != 0 else v2
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_iq1_s(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 50
@@ -143,7 +143,7 @@ def dequantize_row_iq1_s(data, byte_offset, n, out, out_offset):
                     out[y + j] = dl * (np.float32(_IQ1S[g + j]) + delta)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_iq1_m(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 56
@@ -168,7 +168,7 @@ def dequantize_row_iq1_m(data, byte_offset, n, out, out_offset):
                     out[y + j] = dl * (np.float32(_IQ1S[g + j]) + delta)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_iq4_nl(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 32, cuda.gridsize(1)):
         o = byte_offset + i * 18
@@ -180,7 +180,7 @@ def dequantize_row_iq4_nl(data, byte_offset, n, out, out_offset):
             out[y + j + 16] = d * np.float32(_KVALUES_IQ4NL[q >> 4])
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_mxfp4(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 32, cuda.gridsize(1)):
         o = byte_offset + i * 17
@@ -194,7 +194,7 @@ def dequantize_row_mxfp4(data, byte_offset, n, out, out_offset):
 
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_iq4_xs(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 136
@@ -223,7 +223,7 @@ def _ue4m3_to_f32(x):
     return np.float32(raw * 0.5)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_nvfp4(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 64, cuda.gridsize(1)):
         o = byte_offset + i * 36

@@ -9,7 +9,7 @@ from kernels.cuda.quants_base import f32_from_bits, int8_of, read_f16, read_u32,
 from kernels.cuda.simulator import device
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_q2_k(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 84
@@ -36,7 +36,7 @@ def _q3_k_scale(data, s, k):
     return (low | (high << 4)) - 32
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_q3_k(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 110
@@ -71,7 +71,7 @@ def _min_k4(j, data, s):
     return (read_u8(data, s + j + 4) >> 4) | ((read_u8(data, s + j) >> 6) << 4)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_q4_k(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 144
@@ -89,7 +89,7 @@ def dequantize_row_q4_k(data, byte_offset, n, out, out_offset):
                 out[y + c * 64 + l + 32] = d2 * np.float32(q >> 4) - dm2
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_q5_k(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 176
@@ -112,7 +112,7 @@ def dequantize_row_q5_k(data, byte_offset, n, out, out_offset):
                 out[y + c * 64 + l + 32] = d2 * np.float32(q1) - dm2
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_q6_k(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 210
@@ -138,7 +138,7 @@ def dequantize_row_q6_k(data, byte_offset, n, out, out_offset):
                 out[y_at + l + 96] = d * np.float32(int8_of(data[sc + s + 6])) * np.float32(q4)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_q8_k(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 292
@@ -148,7 +148,7 @@ def dequantize_row_q8_k(data, byte_offset, n, out, out_offset):
             out[y + j] = d * np.float32(int8_of(data[o + 4 + j]))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_tq1_0(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 54
@@ -171,7 +171,7 @@ def dequantize_row_tq1_0(data, byte_offset, n, out, out_offset):
             pow3 *= 3
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_tq2_0(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 256, cuda.gridsize(1)):
         o = byte_offset + i * 66

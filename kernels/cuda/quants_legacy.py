@@ -12,25 +12,25 @@ from numba import cuda
 from kernels.cuda.quants_base import f32_from_bits, int8_of, read_f16, read_u16, read_u32, read_u8
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_f32(data, byte_offset, n, out, out_offset):
     for j in range(cuda.grid(1), n, cuda.gridsize(1)):
         out[out_offset + j] = f32_from_bits(read_u32(data, byte_offset + 4 * j))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_f16(data, byte_offset, n, out, out_offset):
     for j in range(cuda.grid(1), n, cuda.gridsize(1)):
         out[out_offset + j] = read_f16(data, byte_offset + 2 * j)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_bf16(data, byte_offset, n, out, out_offset):
     for j in range(cuda.grid(1), n, cuda.gridsize(1)):
         out[out_offset + j] = f32_from_bits(np.int64(read_u16(data, byte_offset + 2 * j)) << 16)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_q4_0(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 32, cuda.gridsize(1)):
         o = byte_offset + i * 18
@@ -42,7 +42,7 @@ def dequantize_row_q4_0(data, byte_offset, n, out, out_offset):
             out[y + j + 16] = d * np.float32((q >> 4) - 8)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_q4_1(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 32, cuda.gridsize(1)):
         o = byte_offset + i * 20
@@ -55,7 +55,7 @@ def dequantize_row_q4_1(data, byte_offset, n, out, out_offset):
             out[y + j + 16] = d * np.float32(q >> 4) + m
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_q5_0(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 32, cuda.gridsize(1)):
         o = byte_offset + i * 22
@@ -70,7 +70,7 @@ def dequantize_row_q5_0(data, byte_offset, n, out, out_offset):
             out[y + j + 16] = d * np.float32(x1 - 16)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_q5_1(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 32, cuda.gridsize(1)):
         o = byte_offset + i * 24
@@ -86,7 +86,7 @@ def dequantize_row_q5_1(data, byte_offset, n, out, out_offset):
             out[y + j + 16] = d * np.float32(x1) + m
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dequantize_row_q8_0(data, byte_offset, n, out, out_offset):
     for i in range(cuda.grid(1), n // 32, cuda.gridsize(1)):
         o = byte_offset + i * 34

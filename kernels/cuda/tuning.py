@@ -14,6 +14,7 @@ ROW_THREADS_MAX = 1024  # shared-array size of the row reductions
 ATTN_THREADS = 128  # attention: one block per (token, head)
 ATTN_THREADS_MAX = 1024  # shared-array size of the attention reductions
 MATMUL_THREADS = 128  # kernels.cuda.matmul.matmul_q: one block per (row, token)
+MATMUL_LANES_THREADS = 128  # kernels.cuda.matmul.matmul_q_lanes: one thread per (row, token)
 MAX_BLOCKS = 65535  # grid cap; grid-stride loops cover the rest
 
 
@@ -25,10 +26,11 @@ class Tuning:
     row_threads: int = ROW_THREADS
     attn_threads: int = ATTN_THREADS
     matmul_threads: int = MATMUL_THREADS
+    matmul_lanes_threads: int = MATMUL_LANES_THREADS
     max_blocks: int = MAX_BLOCKS
 
 
 DEFAULT = Tuning()
 # tiny launches for the CUDA simulator: few threads and blocks, so grid-stride loops are exercised
 SIMULATOR = Tuning(elementwise_threads=8, row_threads=4, attn_threads=4, matmul_threads=2,
-                   max_blocks=3)
+                   matmul_lanes_threads=32, max_blocks=3)

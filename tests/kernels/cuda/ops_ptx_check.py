@@ -3,7 +3,8 @@ which the simulator does not: libdevice calls, local/shared arrays, integer/floa
 
     python tests/kernels/cuda/ops_ptx_check.py [compute capability, default 9.0]
 
-Not collected by pytest: CI has no guarantee of NVVM. Uses the argument types the launchers pass.
+Run by tests/kernels/cuda/test_ptx.py (skipped there when libnvvm is missing). Uses the
+argument types the launchers pass.
 """
 
 import sys
@@ -40,6 +41,8 @@ def main(argv: list[str]) -> int:
         ops.set_rows_f32: (f32a, i32a, f32a, i64, i64),
         ops.rope_f32: (f32a, i32a, i64, i64, i64, i64, b, f32, f32, f32, f32, f32, f32, f32a, b, f32a),
         ops.matmul_q6_k_tiled: (types.uint8[::1], i64, i64, types.uint8[::1], i64, f32a, f32a),
+        ops.matmul_float_ggml: (f32a, i64, i64, f32a, i64, f32a, b, b, f32a, f32a),
+        ops._round_f16_f32: (f32a, f32a, i64),
         ops.attention_f16kv: (f32a, f32a, f32a, f32a, f32a, i64, i64, i64, i64, i64, i64, f32, f32,
                               b, b, f32a, f32a, f32a),
     }

@@ -6,7 +6,7 @@ Prints one JSON line per check: op, case, ok, and the largest difference in floa
 
 Tolerances (each with its reason):
 - exact (0 ulp): element-wise ops, copies, F16 conversion, GELU table lookups, silu/swiglu on the
-  ggml_v_expf part, matmul_q6_k_tiled: same float32 operations in the same order.
+  ggml_v_expf part, matmul_q6_k_tiled, matmul_float_ggml: same float32 operations in the same order.
 - rms_norm, 1 ulp: the double sum of squares is added in another order (tree vs left to right);
   the float32 mean can round differently when the two double sums straddle a rounding boundary.
 - rope, 4 ulp of the largest |x| of the row: cosf/sinf/powf are evaluated in double and rounded
@@ -293,6 +293,27 @@ def check_matmul_q6_k_tiled(c: Checker, n_rows: int, n_tokens: int) -> None:
     c.compare("matmul_q6_k_tiled", f"{n_rows}x{n_cols} x {n_tokens}", d.copy_to_host(), want)
 
 
+def check_matmul_float_ggml(c: Checker, n_rows: int, n_tokens: int) -> None:
+    """Bit-equal with the CPU in all four orders: sgemm or vec_dot, F32 or F16-rounded x."""
+    from kernels.cpu import ops as cpu
+    from kernels.cuda import ops as gpu
+
+    n_cols = 80  # one 64-lane block and a tail of 16 (vec_dot), five 16-lane steps (sgemm)
+    w = c.randn(n_rows * n_cols)
+    x = c.randn(n_tokens * n_cols)
+    for sgemm in (True, False):
+        for round_x16 in (True, False):
+            want = np.empty(n_tokens * n_rows, np.float32)
+            cpu.matmul_float_ggml(w, n_rows, n_cols, x, n_tokens, want, sgemm, round_x16,
+                                  np.empty(n_cols, np.float32), np.empty(64, np.float32))
+            d = c.dev(np.zeros(n_tokens * n_rows, np.float32))
+            gpu.launch_matmul_float_ggml(c.dev(w), n_rows, n_cols, c.dev(x), n_tokens, d, sgemm,
+                                         round_x16, c.dev(np.zeros(n_tokens * n_cols, np.float32)),
+                                         threads=c.t.elementwise_threads, max_blocks=c.t.max_blocks)
+            c.compare("matmul_float_ggml", f"sgemm={sgemm} round_x16={round_x16}",
+                      d.copy_to_host(), want)
+
+
 def check_errors(c: Checker) -> None:
     from kernels.cuda import ops as gpu
 
@@ -329,6 +350,7 @@ def main(argv: list[str]) -> int:
     check_rope(c, 300 if gpu else 4)
     check_attention(c, big=gpu)
     check_matmul_q6_k_tiled(c, *((300, 37) if gpu else (5, 3)))
+    check_matmul_float_ggml(c, *((300, 37) if gpu else (5, 3)))
     check_errors(c)
     return 1 if c.failures else 0
 

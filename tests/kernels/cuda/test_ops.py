@@ -19,7 +19,7 @@ SCRIPT = Path(__file__).with_name("ops_simulator_check.py")
 OPS = {"add_f32", "mul_f32", "scale_f32", "f32_to_f16_array", "add_rows_f32", "silu_f32",
        "swiglu_f32", "gelu_f32", "geglu_f32", "tanh_softcap_f32", "rms_norm_f32", "get_rows_f32",
        "get_rows_f16", "set_rows_f16", "set_rows_f32", "rope_f32", "attention_f16kv",
-       "matmul_q6_k_tiled", "errors"}
+       "matmul_q6_k_tiled", "matmul_float_ggml", "errors"}
 
 
 def _rows(stdout: str) -> list[dict]:
@@ -40,16 +40,12 @@ def test_cuda_ops_match_cpu_under_simulator():
     assert sum(r["op"] == "attention_f16kv" for r in rows) >= 3
 
 
-def _cuda_available() -> bool:
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        return False
-    from numba import cuda
-
-    return cuda.is_available()
+sys.path.insert(0, str(Path(__file__).parent))
+from real_gpu import needs_gpu  # noqa: E402 - the skip reason when there is no GPU
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not _cuda_available(), reason="no CUDA GPU")
+@needs_gpu
 def test_gpu_ops_match_cpu():
     env = dict(os.environ)
     env.pop("NUMBA_ENABLE_CUDASIM", None)

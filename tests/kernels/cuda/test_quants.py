@@ -33,15 +33,8 @@ def test_cuda_twins_match_cpu_under_simulator():
     assert all(r["ok"] for r in rows)
 
 
-def _cuda_available() -> bool:
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        return False
-    from numba import cuda
-
-    return cuda.is_available()
-
-
-needs_gpu = pytest.mark.skipif(not _cuda_available(), reason="no CUDA GPU")
+sys.path.insert(0, str(Path(__file__).parent))
+from real_gpu import needs_gpu  # noqa: E402 - the skip reason when there is no GPU
 
 
 @pytest.mark.cuda
