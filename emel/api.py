@@ -90,8 +90,8 @@ class Model:
                 self.ctx = CudaContext(model_file, params)
             else:
                 self.ctx = Context(model_file, params)
-            self.telemetry.data.kv_bytes = _nbytes(getattr(self.ctx, "kv", None))
-            self.telemetry.data.arena_bytes = _nbytes(getattr(self.ctx, "arena", None))
+            self.telemetry.data.kv_bytes = int(self.ctx.kv_bytes)
+            self.telemetry.data.arena_bytes = int(self.ctx.arena_bytes)
         self.n_ctx = self.ctx.n_ctx if self.ctx is not None else n_ctx
 
     # -- tokenizer ----------------------------------------------------------------------------------
@@ -382,19 +382,3 @@ def _stops(stop) -> list[str]:
 def _usage(n_prompt: int, n_gen: int) -> dict[str, int]:
     return {"prompt_tokens": n_prompt, "completion_tokens": n_gen,
             "total_tokens": n_prompt + n_gen}
-
-
-def _nbytes(obj, _depth: int = 0) -> int:
-    """Bytes held in numpy arrays reachable from obj's attributes (lists and dicts included)."""
-    if obj is None or _depth > 3:
-        return 0
-    if isinstance(obj, np.ndarray):
-        return int(obj.nbytes)
-    if isinstance(obj, (list, tuple)):
-        return sum(_nbytes(x, _depth + 1) for x in obj)
-    if isinstance(obj, dict):
-        return sum(_nbytes(x, _depth + 1) for x in obj.values())
-    if hasattr(obj, "__dict__"):
-        return sum(_nbytes(x, _depth + 1) for x in vars(obj).values())
-    return 0
-

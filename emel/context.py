@@ -1,19 +1,29 @@
 """The decoder context: batch -> ubatches -> per-ubatch graph -> logits and embeddings.
 
-Follows llama.cpp src/llama-context.cpp (llama_context::decode, output buffers,
-llama_get_logits_ith / llama_get_embeddings_ith), src/llama-cparams (runtime parameters) and the
-KV-cache mask of src/llama-kv-cache.cpp (set_input_kq_mask, is_masked_swa). K and V are stored as
-F16 like llama.cpp's default cache types.
+Follows llama.cpp src/llama-context.cpp (llama_context::decode, output buffers and their order,
+llama_get_logits_ith / llama_get_embeddings_ith, llama_memory_* and llama_state_seq_*) and
+src/llama-cparams (runtime parameters). Per decode call, as llama_context::decode:
+- emel.batch.BatchAllocator.init validates the batch against the cache (token ids, sequence ids,
+  positions continuing each sequence, output flags) and fills in what is missing;
+- `cache.update(k_shift)` applies pending position shifts (seq_add / seq_div): K is re-rotated
+  with RoPE at each cell's delta (emel.graph_memory.GraphMemory.k_shift);
+- `cache.init_batch(balloc, n_ubatch)` splits the batch (split_simple with one stream,
+  split_equal(sequential) with one stream per sequence) and finds every slot first, so a batch
+  that does not fit raises KVCacheFullError with the cache unchanged;
+- each ubatch is applied to the cells, its masks are built, and the arch's `build_graph` runs
+  with an emel.graph_memory.GraphMemory as `kv`; outputs come back in batch order
+  (emel.batch.output_order).
+The cache is emel.kv_cache.KVCache, or KVCacheISWA for models with sliding-window layers
+(gemma3); like llama.cpp's defaults (kv_unified=false, swa_full=true) every sequence has its own
+stream of cells, n_ctx is padded to 256 and n_kv is the used range padded to 256. K and V are
+stored as F16 (numpy float16 in the cache arena; the attention kernels widen them exactly), or
+F32 with type_k = type_v = "f32".
 
-Like llama.cpp's defaults (kv_unified=false, swa_full=true) every sequence has its own stream of
-cells, n_ctx is padded to 256 and n_kv is the used range padded to 256: cell placement decides
-the summation order inside attention, so it follows llama.cpp to give bit-identical logits.
-
-Differences on purpose: the graph runs eagerly (one arch `build_graph` call per ubatch, NumPy
-temporaries per op, no arena yet), except one-token ubatches of llama / gemma3, which run one
-compiled call per layer (kernels.cpu.step, same arithmetic; K/V stored through `token_cells`); `_KVStore` is a private store (to be replaced by
-emel.kv_cache) that keeps every cell of a sequence for SWA layers and masks the ones outside the
-window; multi-sequence batches are split into consecutive n_ubatch chunks (not split_equal).
+One-token ubatches of llama / gemma3 run one compiled call per layer (kernels.cpu.step) with
+every intermediate in the decode arena of GraphMemory, so after warm-up they allocate no NumPy
+data; get_logits then returns a view of that arena (valid until the next decode, like the
+pointer llama_get_logits returns). Differences on purpose: prompt ubatches run the graph eagerly
+with NumPy temporaries per op (no emel.alloc plan yet); q8_0 caches are not supported here.
 """
 
 from __future__ import annotations
@@ -23,10 +33,15 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import BatchError, KVCacheFullError, ModelError, UnsupportedError
+from .batch import Batch as _BBatch
+from .batch import BatchAllocator, output_order
+from .errors import BatchError, ModelError, UnsupportedError
+from .graph_memory import GraphMemory
+from .kv_cache import GGMLType, KVCache, SwaType
+from .kv_cache_iswa import KVCacheISWA
+from .kv_cells import MAX_SEQ
 from .models import get_arch
 from .models import common as C
-from kernels.cpu import ops
 
 
 class PoolingType:
@@ -58,7 +73,7 @@ class ContextParams:
     yarn_beta_fast: float = -1.0
     yarn_beta_slow: float = -1.0
     yarn_orig_ctx: int = 0
-    type_k: str = "f16"  # KV cache type; only F16 is supported
+    type_k: str = "f16"  # KV cache type: "f16" (llama.cpp default) or "f32", the same for V
     type_v: str = "f16"
     embeddings: bool = False  # extract embeddings (with logits)
     swa_full: bool = True  # llama.cpp's default: a full-size cache for SWA layers
@@ -72,16 +87,6 @@ class Batch:
     pos: Sequence[int] | None = None  # int32[n_tokens] position of each token
     seq_id: Sequence[int] | None = None  # int32[n_tokens] one sequence per token (default 0)
     logits: Sequence[bool] | None = None  # int8[n_tokens] output flags (default: last token only)
-
-
-@dataclass
-class UBatch:
-    """A physical batch: consecutive tokens of the batch."""
-
-    token: np.ndarray  # int32[n_tokens]
-    pos: np.ndarray  # int32[n_tokens]
-    seq_id: np.ndarray  # int32[n_tokens]
-    output: np.ndarray  # int8[n_tokens]
 
 
 def _model_file(model_file):
@@ -107,7 +112,7 @@ class _LocalModelFile:
 
 
 class Context:
-    """A decoding context over one model: KV cache, output buffers, scratch."""
+    """A decoding context over one model: KV cache, batch allocator, decode arena, outputs."""
 
     def __init__(self, model_file, params: ContextParams | None = None, weights=None) -> None:
         self.params = params = params or ContextParams()
@@ -116,12 +121,16 @@ class Context:
         self.hp = hp = mf.hparams
         if hp.vocab_only:
             raise ModelError("model was loaded vocab-only: it cannot decode")
-        if params.type_k.lower() != "f16" or params.type_v.lower() != "f16":
-            raise UnsupportedError(f"KV cache types {params.type_k}/{params.type_v}: only f16 is supported")
+        type_k, type_v = _cache_type(params.type_k), _cache_type(params.type_v)
+        if type_k != type_v or type_k == GGMLType.Q8_0:
+            raise UnsupportedError(f"KV cache types {params.type_k}/{params.type_v}: f16/f16 or "
+                                   "f32/f32 are supported")
         if params.n_ubatch <= 0 or params.n_batch <= 0:
             raise BatchError("n_batch and n_ubatch must be > 0")
+        if not 1 <= params.n_seq_max <= MAX_SEQ:
+            raise BatchError(f"n_seq_max = {params.n_seq_max} must be in [1, {MAX_SEQ}]")
         self.n_ctx = params.n_ctx or hp.n_ctx_train
-        self.n_seq_max = max(1, params.n_seq_max)
+        self.n_seq_max = params.n_seq_max
         self.weights = weights if weights is not None else self.arch.load_weights(mf.gguf, hp)
         self.cparams = _cparams(hp, params, self.n_ctx)
         # llama_context: n_ctx padded to 256; one stream of n_ctx/n_seq_max cells per sequence
@@ -129,14 +138,20 @@ class Context:
         n_ctx_seq = -(-(self.n_ctx // self.n_seq_max) // 256) * 256
         self.n_batch = min(self.n_ctx, params.n_batch) if hp.causal_attn else params.n_batch
         self.n_ubatch = min(self.n_batch, params.n_ubatch)
-        self.kv = _KVStore(hp, n_ctx_seq, self.n_seq_max, self.cparams)
+        self.cache = _make_cache(hp, n_ctx_seq, self.n_seq_max, self.n_ubatch, params.swa_full,
+                                 type_k, type_v)
+        self.mem = GraphMemory(hp, self.cache, self.cparams, hp.n_vocab,
+                               getattr(self.weights, "rope_freqs", None))
+        self.kv = self.mem  # what the graph gets as `kv` (CudaContext puts its device twin here)
+        self.balloc = BatchAllocator(hp.n_vocab, self.n_seq_max, hp.n_embd)
         pooling = params.pooling_type
         if pooling == PoolingType.UNSPECIFIED:
             pooling = hp.pooling_type if hp.pooling_type >= 0 else PoolingType.NONE
         self.pooling = pooling
         self._logits = np.zeros((0, hp.n_vocab), dtype=np.float32)
         self._embd = np.zeros((0, hp.n_embd), dtype=np.float32)
-        self._output_ids: dict[int, int] = {}
+        self._output_ids = np.zeros(0, dtype=np.int32)  # [n_tokens] row of each token, -1 none
+        self._n_outputs = 0
         self._seq_embd: dict[int, np.ndarray] = {}
 
     # -- public API -----------------------------------------------------------------------
@@ -145,41 +160,66 @@ class Context:
     def n_vocab(self) -> int:
         return self.hp.n_vocab
 
+    @property
+    def kv_bytes(self) -> int:
+        """Bytes of K/V storage in the cache arena(s)."""
+        return self.mem.kv_bytes
+
+    @property
+    def arena_bytes(self) -> int:
+        """Bytes of the decode arena (the one-token path's intermediates)."""
+        return self.mem.arena_bytes
+
     def decode(self, batch: Batch | Sequence[int]) -> None:
-        """llama_decode: run the batch; logits (and embeddings) of its output tokens are kept."""
+        """llama_decode: run the batch; logits (and embeddings) of its output tokens are kept.
+
+        Raises BatchError (bad batch) or KVCacheFullError (no slot); the cache is then unchanged.
+        """
         if not isinstance(batch, Batch):
             batch = Batch(token=list(batch))
-        tok, pos, seq, out = self._validate(batch)
-        n = len(tok)
+        hp = self.hp
+        tok = np.asarray(batch.token, dtype=np.int64).reshape(-1)
+        bad = (tok < 0) | (tok >= hp.n_vocab)
+        if bad.any():
+            raise BatchError(f"token id {int(tok[bad][0])} is out of range [0, {hp.n_vocab})")
         want_embd = self.params.embeddings
         pooled = want_embd and self.pooling != PoolingType.NONE
-        if pooled:
-            out[:] = 1
-        n_out = int(out.sum())
-        self._logits = np.zeros((n_out, self.hp.n_vocab), dtype=np.float32)
-        self._embd = np.zeros((n_out, self.hp.n_embd), dtype=np.float32) if want_embd else self._embd
-        self._output_ids = {}
-        self._seq_embd = {}
-        j = 0
-        for i in range(n):
-            if out[i]:
-                self._output_ids[i] = j
-                j += 1
+        balloc = self.balloc
+        balloc.init(_BBatch(token=tok, pos=batch.pos, seq_id=batch.seq_id, logits=batch.logits),
+                    memory=self.cache, output_all=pooled, n_batch=self.n_batch)
+        self.cache.update(self.kv.k_shift)
+        plan = self.cache.init_batch(balloc, self.n_ubatch)
+        n_out = balloc.n_outputs
+        single = len(plan) == 1
+        logits = None if single else np.empty((n_out, hp.n_vocab), dtype=np.float32)
+        embd_rows = np.empty((n_out, hp.n_embd), dtype=np.float32) if want_embd and not single else None
         row = 0
-        for start in range(0, n, self.n_ubatch):
-            sl = slice(start, min(n, start + self.n_ubatch))
-            ub = UBatch(tok[sl], pos[sl], seq[sl], out[sl])
-            out_ids = np.nonzero(ub.output)[0].astype(np.int64)
-            self.kv.begin(ub)
-            embd, logits = self.arch.build_graph(self.hp, self.weights, ub, self.kv, out_ids,
-                                                 want_logits=True)
+        for ub, *sinfos in plan:
+            self.cache.apply_ubatch(*sinfos, ub)
+            self.kv.begin(ub, sinfos)
+            out_ids = np.flatnonzero(ub.output)
+            embd, lg = self.arch.build_graph(hp, self.weights, ub, self.kv, out_ids,
+                                             want_logits=True)
+            if single:  # the graph's own rows: no copy
+                logits, embd_rows = lg, (embd if want_embd else None)
+                continue
             k = len(out_ids)
-            self._logits[row:row + k] = logits
+            logits[row:row + k] = lg
             if want_embd:
-                self._embd[row:row + k] = embd
+                embd_rows[row:row + k] = embd
             row += k
+        self.mem.ubatch = None
+        perm, self._output_ids = output_order(balloc.out_ids, balloc.n_tokens)
+        if not _is_identity(perm):
+            logits = logits[perm]
+            embd_rows = embd_rows[perm] if want_embd else None
+        self._logits, self._n_outputs = logits, n_out
+        if want_embd:
+            self._embd = embd_rows
+        self._seq_embd = {}
         if pooled:
-            self._pool(seq, pos)
+            seq = np.asarray([s[0] for s in balloc.seq_lists], dtype=np.int32)
+            self._pool(seq)
 
     def get_logits_ith(self, i: int) -> np.ndarray:
         """llama_get_logits_ith: float32[n_vocab] of batch token i (negative counts from the end)."""
@@ -201,68 +241,69 @@ class Context:
             raise BatchError(f"no pooled embedding for sequence {seq_id}")
         return self._seq_embd[seq_id]
 
-    # memory (llama_memory_*)
-    def memory_clear(self) -> None:
-        self.kv.clear()
+    # memory (llama_memory_*): sequence ids in [0, n_seq_max), -1 = every sequence where allowed;
+    # positions p0 <= pos < p1, a negative bound is open
+    def memory_clear(self, data: bool = True) -> None:
+        self.cache.clear(data)
 
     def memory_seq_rm(self, seq_id: int, p0: int = -1, p1: int = -1) -> bool:
-        return self.kv.seq_rm(seq_id, p0, p1)
+        return self.cache.seq_rm(seq_id, p0, p1)
+
+    def memory_seq_cp(self, seq_id_src: int, seq_id_dst: int, p0: int = -1, p1: int = -1) -> None:
+        self.cache.seq_cp(seq_id_src, seq_id_dst, p0, p1)
+
+    def memory_seq_keep(self, seq_id: int) -> None:
+        self.cache.seq_keep(seq_id)
+
+    def memory_seq_add(self, seq_id: int, p0: int, p1: int, delta: int) -> None:
+        """Shift positions in [p0, p1) by delta; K is re-rotated (RoPE) before the next decode."""
+        if not self.memory_can_shift():
+            raise UnsupportedError("this context cannot shift positions (SWA cache without swa_full)")
+        self.cache.seq_add(seq_id, p0, p1, delta)
+
+    def memory_seq_div(self, seq_id: int, p0: int, p1: int, d: int) -> None:
+        if not self.memory_can_shift():
+            raise UnsupportedError("this context cannot shift positions (SWA cache without swa_full)")
+        self.cache.seq_div(seq_id, p0, p1, d)
+
+    def memory_seq_pos_min(self, seq_id: int) -> int:
+        return self.cache.seq_pos_min(seq_id)
 
     def memory_seq_pos_max(self, seq_id: int) -> int:
-        return self.kv.seq_pos_max(seq_id)
+        return self.cache.seq_pos_max(seq_id)
+
+    def memory_can_shift(self) -> bool:
+        """llama_memory_can_shift: RoPE models; an SWA cache only with swa_full."""
+        if self.hp.rope_type == C.RopeType.NONE:
+            return False
+        return getattr(self.cache, "get_can_shift", lambda: True)()
+
+    def state_seq_get_data(self, seq_id: int) -> bytes:
+        """llama_state_seq_get_data: the cells and K/V rows of one sequence."""
+        return self.cache.state_write(seq_id)
+
+    def state_seq_set_data(self, data: bytes, seq_id: int) -> int:
+        """llama_state_seq_set_data: restore into seq_id; returns the bytes read. Raises
+        KVCacheFullError / BatchError, the cache unchanged, when the state cannot be restored."""
+        self.cache.state_read(bytes(data), seq_id)
+        return len(data)
 
     # -- internals ------------------------------------------------------------------------
 
     def _out_row(self, i: int) -> int:
-        n_out = len(self._output_ids)
+        n_out = self._n_outputs
         if i < 0:
             # llama_get_logits_ith: a negative index counts the outputs from the end
             if -i > n_out:
                 raise BatchError(f"output index {i}: the last batch has only {n_out} outputs")
             return n_out + i
-        if i not in self._output_ids:
+        if i >= len(self._output_ids) or self._output_ids[i] < 0:
             raise BatchError(f"token {i} of the last batch has no output (logits flag not set)")
-        return self._output_ids[i]
+        return int(self._output_ids[i])
 
-    def _validate(self, batch: Batch):
-        tok = np.asarray(batch.token, dtype=np.int64)
-        n = len(tok)
-        if n == 0:
-            raise BatchError("batch is empty")
-        if n > self.n_batch:
-            raise BatchError(f"batch of {n} tokens exceeds n_batch={self.n_batch}")
-        if tok.ndim != 1 or (tok < 0).any() or (tok >= self.hp.n_vocab).any():
-            bad = int(tok[(tok < 0) | (tok >= self.hp.n_vocab)][0])
-            raise BatchError(f"token id {bad} is out of range [0, {self.hp.n_vocab})")
-        seq = (np.zeros(n, dtype=np.int32) if batch.seq_id is None
-               else np.asarray(batch.seq_id, dtype=np.int64))
-        if len(seq) != n or (seq < 0).any() or (seq >= self.n_seq_max).any():
-            raise BatchError(f"seq_id must be in [0, {self.n_seq_max}) for each of the {n} tokens")
-        if batch.pos is None:
-            pos = np.empty(n, dtype=np.int64)
-            nxt: dict[int, int] = {}
-            for i in range(n):
-                s = int(seq[i])
-                if s not in nxt:
-                    nxt[s] = self.kv.seq_pos_max(s) + 1
-                pos[i] = nxt[s]
-                nxt[s] += 1
-        else:
-            pos = np.asarray(batch.pos, dtype=np.int64)
-            if len(pos) != n or (pos < 0).any():
-                raise BatchError(f"pos must hold {n} non-negative positions")
-        if batch.logits is None:
-            out = np.zeros(n, dtype=np.int8)
-            out[-1] = 1
-        else:
-            out = np.asarray(batch.logits, dtype=np.int8)
-            if len(out) != n:
-                raise BatchError(f"logits flags: {len(out)} values for {n} tokens")
-        return tok.astype(np.int32), pos.astype(np.int32), seq.astype(np.int32), out
-
-    def _pool(self, seq: np.ndarray, pos: np.ndarray) -> None:
+    def _pool(self, seq: np.ndarray) -> None:
         for s in np.unique(seq):
-            rows = [self._output_ids[i] for i in np.nonzero(seq == s)[0]]
+            rows = self._output_ids[np.flatnonzero(seq == s)]
             e = self._embd[rows]
             if self.pooling == PoolingType.MEAN:
                 v = e.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -273,6 +314,30 @@ class Context:
             else:
                 raise UnsupportedError(f"pooling type {self.pooling} is not supported")
             self._seq_embd[int(s)] = v
+
+
+def _cache_type(name: str) -> GGMLType:
+    t = {"f16": GGMLType.F16, "f32": GGMLType.F32, "q8_0": GGMLType.Q8_0}.get(str(name).lower())
+    if t is None:
+        raise UnsupportedError(f"KV cache type {name!r} (supported: f16, f32)")
+    return t
+
+
+def _make_cache(hp: C.HParams, kv_size: int, n_seq_max: int, n_ubatch: int, swa_full: bool,
+                type_k: GGMLType, type_v: GGMLType) -> KVCache | KVCacheISWA:
+    """llama_model::create_memory: llama_kv_cache, or llama_kv_cache_iswa for SWA models; one
+    stream per sequence (kv_unified=false, llama.cpp's default)."""
+    layers = range(hp.n_layer)
+    common = dict(type_k=type_k, type_v=type_v, n_seq_max=n_seq_max, unified=False)
+    if hp.swa_type != C.SwaType.NONE and any(hp.is_swa(il) for il in layers):
+        return KVCacheISWA(layers, hp.is_swa, hp.n_embd_k_gqa, hp.n_embd_v_gqa, kv_size,
+                           n_swa=hp.n_swa, swa_type=SwaType(int(hp.swa_type)), swa_full=swa_full,
+                           n_ubatch=n_ubatch, **common)
+    return KVCache(layers, hp.n_embd_k_gqa, hp.n_embd_v_gqa, kv_size, **common)
+
+
+def _is_identity(perm: np.ndarray) -> bool:
+    return bool(np.all(perm[1:] > perm[:-1])) if perm.size > 1 else True
 
 
 def compute_logits(model_file, tokens: Sequence[int], n_ctx: int | None = None,
@@ -322,147 +387,3 @@ def _cparams(hp: C.HParams, p: ContextParams, n_ctx: int) -> _CParams:
         attn = float(f32(attn) * (f32(1.0) / (f32(1.0) + f32(0.1) * f32(np.log(factor)))))
     attn = float(f32(attn) * f32(hp.rope_attn_factor))
     return _CParams(float(base), float(scale), float(ext), attn, float(fast), float(slow), int(orig))
-
-
-# ---------------------------------------------------------------------------------------------
-# KV store (private stand-in until emel.kv_cache lands)
-
-
-class _KVStore:
-    """F16 K/V per layer and per sequence stream (llama.cpp's default non-unified cache: one
-    stream of cells per sequence), cell positions, and the attention masks of a ubatch."""
-
-    def __init__(self, hp: C.HParams, size: int, n_stream: int, cp: _CParams) -> None:
-        self.hp = hp
-        self.size = size
-        self.n_stream = n_stream
-        self.cp = cp
-        # F16 cache values held as float32 (F16 -> F32 is exact): rounded when stored
-        self.k = [np.zeros((n_stream, size, hp.n_embd_k_gqa), dtype=np.float32) for _ in range(hp.n_layer)]
-        self.v = [np.zeros((n_stream, size, hp.n_embd_v_gqa), dtype=np.float32) for _ in range(hp.n_layer)]
-        self.pos = np.full((n_stream, size), -1, dtype=np.int64)
-        self.scratch = np.zeros(max(hp.n_embd_head_k, hp.n_rot, 2), dtype=np.float32)
-        self._rope: dict[tuple[int, bool], C.RopeParams] = {}
-        self.ubatch = None
-        self._groups: list[tuple[int, np.ndarray | slice, np.ndarray | slice]] = []
-        self._masks: dict[tuple[int, bool], tuple[np.ndarray, int]] = {}
-        self._buffers: dict[str, np.ndarray] = {}
-        self.step_args: dict = {}  # per-layer arguments of compiled steps, made once by the arch
-
-    def clear(self) -> None:
-        self.pos[:] = -1
-
-    def seq_pos_max(self, s: int) -> int:
-        p = self.pos[s]
-        return int(p.max()) if (p >= 0).any() else -1
-
-    def seq_rm(self, s: int, p0: int, p1: int) -> bool:
-        p0 = 0 if p0 < 0 else p0
-        p1 = np.iinfo(np.int64).max if p1 < 0 else p1
-        streams = range(self.n_stream) if s < 0 else [s]
-        for st in streams:
-            rng = (self.pos[st] >= p0) & (self.pos[st] < p1)
-            self.pos[st][rng] = -1
-        return True
-
-    def begin(self, ub: UBatch) -> None:
-        """find_slot + apply_ubatch: claim free cells of each sequence's stream."""
-        groups = []
-        for s in np.unique(ub.seq_id):
-            idx = np.nonzero(ub.seq_id == s)[0]
-            free = np.nonzero(self.pos[s] < 0)[0]
-            if len(free) < len(idx):
-                raise KVCacheFullError(f"KV cache full: sequence {int(s)} needs {len(idx)} cells, "
-                                       f"{len(free)} of {self.size} are free")
-            slots = free[:len(idx)]
-            self.pos[s, slots] = ub.pos[idx]
-            groups.append((int(s), _as_slice(idx), _as_slice(slots)))
-        self._groups = groups
-        self.ubatch = ub
-        self._masks = {}
-
-    def mask(self, s: int, idx: np.ndarray, swa: bool) -> tuple[np.ndarray, int]:
-        """set_input_kq_mask for the tokens idx of sequence s: float32[len(idx), n_kv], n_kv."""
-        key = (s, swa)
-        if key in self._masks:
-            return self._masks[key]
-        used = np.nonzero(self.pos[s] >= 0)[0]
-        # llama_kv_cache::get_n_kv: the used range padded to 256 cells, at most the cache size
-        n_kv = min(self.size, max(256, -(-(int(used.max()) + 1) // 256) * 256))
-        cpos = self.pos[s, :n_kv][None, :]
-        tpos = self.ubatch.pos[idx].astype(np.int64)[:, None]
-        ok = np.broadcast_to(cpos >= 0, (len(tpos), n_kv)).copy()
-        if self.hp.causal_attn:
-            ok &= cpos <= tpos
-        if swa:
-            if self.hp.swa_type != C.SwaType.STANDARD:
-                raise UnsupportedError(f"SWA type {self.hp.swa_type!r} is not supported")
-            ok &= (tpos - cpos) < self.hp.n_swa
-        m = np.where(ok, np.float32(0.0), np.float32(-np.inf)).astype(np.float32)
-        self._masks[key] = (m, n_kv)
-        return m, n_kv
-
-    def rope_params(self, il: int, freq_factors: np.ndarray | None = None) -> C.RopeParams:
-        """ggml_rope_ext arguments of layer il (SWA layers use their own base and scale)."""
-        swa = self.hp.is_swa(il)
-        key = (swa, freq_factors is not None)
-        rp = self._rope.get(key)
-        if rp is None:
-            hp, cp = self.hp, self.cp
-            base = hp.rope_freq_base_train_swa if swa else cp.rope_freq_base
-            scale = hp.rope_freq_scale_train_swa if swa else cp.rope_freq_scale
-            c0, c1 = ops.rope_yarn_corr_dims(hp.n_rot, cp.n_ctx_orig_yarn, base,
-                                             cp.yarn_beta_fast, cp.yarn_beta_slow)
-            rp = C.RopeParams(hp.n_rot, hp.rope_type == C.RopeType.NEOX, base, scale,
-                              cp.yarn_ext_factor, cp.yarn_attn_factor, c0, c1, freq_factors)
-            self._rope[key] = rp
-        return rp
-
-    def token_cells(self, il: int):
-        """For a one-token ubatch: (k cells, v cells, mask row, n_kv, slot) of layer il, the
-        cells as flat float32 views of the token's stream, for a compiled step that stores K/V
-        itself (same F16 rounding as `attend`); None for other ubatches."""
-        if len(self._groups) != 1 or len(self.ubatch.token) != 1:
-            return None
-        s, idx, slots = self._groups[0]
-        mask, n_kv = self.mask(s, idx, self.hp.is_swa(il))
-        slot = slots.start if isinstance(slots, slice) else int(slots[0])
-        return self.k[il][s].reshape(-1), self.v[il][s].reshape(-1), mask.reshape(-1), n_kv, slot
-
-    def buffer(self, name: str, n: int, dtype) -> np.ndarray:
-        """A scratch array kept across ubatches (grown when too small)."""
-        b = self._buffers.get(name)
-        if b is None or b.size < n or b.dtype != dtype:
-            b = self._buffers[name] = np.empty(n, dtype=dtype)
-        return b
-
-    def attend(self, il: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, kq_scale: float,
-               softcap: float) -> np.ndarray:
-        """Store k, v (rounded to F16) in the ubatch cells of layer il, then attend with q."""
-        hp = self.hp
-        n = q.shape[0]
-        k = np.asarray(k, dtype=np.float32).reshape(n, -1).astype(np.float16)
-        v = np.asarray(v, dtype=np.float32).reshape(n, -1).astype(np.float16)
-        swa = hp.is_swa(il)
-        s, idx, slots = self._groups[0]
-        if len(self._groups) == 1 and isinstance(idx, slice) and idx == slice(0, n):
-            # one sequence (the usual case): no gather / scatter of the token rows
-            self.k[il][s, slots] = k
-            self.v[il][s, slots] = v
-            mask, n_kv = self.mask(s, slice(0, n), swa)
-            return C.attention(q, self.k[il][s], self.v[il][s], mask, n_kv, kq_scale, softcap, hp)
-        out = np.empty((n, hp.n_head * hp.n_embd_head_v), dtype=np.float32)
-        for s, idx, slots in self._groups:
-            self.k[il][s, slots] = k[idx]
-            self.v[il][s, slots] = v[idx]
-            mask, n_kv = self.mask(s, idx, swa)
-            out[idx] = C.attention(q[idx], self.k[il][s], self.v[il][s], mask, n_kv, kq_scale,
-                                   softcap, hp)
-        return out
-
-
-def _as_slice(idx: np.ndarray):
-    """idx as a slice when it is a run of consecutive indices (cheaper to index with), else idx."""
-    if len(idx) and int(idx[-1]) - int(idx[0]) == len(idx) - 1:
-        return slice(int(idx[0]), int(idx[-1]) + 1)
-    return idx

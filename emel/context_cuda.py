@@ -8,16 +8,19 @@ kernels/cuda/matmul.py. Weights, the K/V storage (F16 values held as float32, li
 and the activations (a bump arena of float32, reset per layer, plus the residual stream) live on
 the device; logits (and embeddings when asked for) come back to the host.
 
-Supported architectures: llama, qwen2, qwen3 (one graph) and gemma3. Others (phi3) raise
+Supported architectures: llama, qwen2, qwen3 (one graph), gemma3 and phi3. Others raise
 UnsupportedError.
-Differences from the CPU context, on purpose or pending:
-- the matmul activation is converted to the weight's vec_dot_type on the host
-  (kernels.cpu.matmul.quantize_act, bit-exact with llama.cpp) and copied back, because
-  kernels/cuda has no device-side activation quantizer yet; every other op stays on the device.
-- the CUDA matmul adds its block products in another order (~1e-7 relative per dot); the ops
-  equal their CPU twins. llama.cpp's numerics amplify such last-bit differences where a value
-  sits at a rounding boundary (F16/Q8 activations, the F16 GELU table), so logits agree with the
-  CPU context to ~1e-7 .. 1e-2 of max |logit| on random tiny models, not bit for bit.
+Only logits (and embeddings when asked for) cross to the host: the matmul activation is converted
+to the weight's vec_dot_type on the device (kernels/cuda/q8.py, bit-equal to the CPU's
+kernels.cpu.matmul.quantize_act), into one reserved byte buffer.
+Every matmul follows the CPU's float order, bit for bit: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, Q4_K/Q5_K/
+Q6_K and BF16 (kernels.cuda.matmul.matmul_q_lanes / matmul_q_k_lanes / matmul_bf16_lanes, the
+CPU's row-dot kinds; Q6_K batches of >= 8 tokens: kernels.cuda.ops.matmul_q6_k_tiled) and
+F32/F16 (kernels.cuda.ops.matmul_float_ggml, the weight held as float32 on the device like the
+CPU's Linear._float). The logits equal the CPU context's on the tiny test models (gemma3: ~6e-8
+of max |logit|, from tanh/libm evaluated in double, kernels/cuda/ops.py).
+This follows the CPU's kernel choices (kernels.cpu.vec_dot_rows.llama_cpp_kinds, the Q6_K tiled
+batch size of emel.models.linear): a CPU change there needs its twin here.
 Importing this module imports numba.cuda (through kernels/cuda); `emel.device.resolve_device("cuda")` says whether it can run.
 """
 
@@ -25,9 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.cpu import matmul as cpu_matmul
 from kernels.cpu import ops as cpu_ops
-from kernels.cpu.q8 import quantize_row_q8_K
 from kernels.cpu.quants_base import row_nbytes
 from kernels.cuda import matmul as gpu_matmul
 from kernels.cuda import ops as G
@@ -40,7 +41,8 @@ from .device import resolve_device
 from .errors import UnsupportedError
 from .models import common as C
 
-_GGML_TYPE_Q5_K = 13
+_GGML_TYPE_F32 = 0
+_GGML_TYPE_F16 = 1
 _GGML_TYPE_Q6_K = 14
 
 
@@ -57,6 +59,7 @@ class CudaContext(Context):
                                    f"(supported: {', '.join(sorted(_GRAPHS))})")
         self.launch = launch or (tuning.SIMULATOR if runtime.simulator() else tuning.DEFAULT)
         self.dev = _DeviceModel(self.weights, self.hp, self.launch)
+        self.dev.reserve_act(self.n_ubatch)
         self.kv = _DeviceKV(self.kv, self.hp, self.launch)
         self.arena = _Arena(_arena_floats(self.hp, self.n_ubatch, self.kv.size))
         self.resid = device_array(self.n_ubatch * self.hp.n_embd, np.float32)
@@ -150,8 +153,49 @@ def _gemma3_graph(ctx: CudaContext, ub, out_ids: np.ndarray, want_logits: bool):
     return _outputs(ctx, embd, n, w.output, want_logits, hp.f_final_logit_softcapping)
 
 
+def _phi3_graph(ctx: CudaContext, ub, out_ids: np.ndarray, want_logits: bool):
+    """emel.models.phi3.build_graph on the device: the fused qkv and gate_up matrices are run as
+    row ranges of one weight over one converted activation (each output row as in the fused
+    product), the gate/up halves read in place with a row stride of 2 * n_ff."""
+    hp, w, d, kv, A = ctx.hp, ctx.weights, ctx.dev, ctx.kv, ctx.arena
+    n = len(ub.token)
+    hd, eps, n_embd, n_ff = hp.n_embd_head_k, hp.f_norm_rms_eps, hp.n_embd, hp.n_ff
+    gqa = hp.n_embd_k_gqa
+    q_scale = np.float32(1.0) / np.sqrt(np.float32(hd))
+    inpL = ctx.resid
+    d.embed(w.tok_embd, ub.token, inpL)
+    pos = to_device(np.ascontiguousarray(ub.pos, dtype=np.int32))
+    for il, L in enumerate(w.layers):
+        A.reset()
+        rp = kv.rope_params(il)
+        cur = d.rms_norm(A, inpL, L.attn_norm, n, n_embd, eps)
+        if L.wqkv is not None:
+            xq = d.quantize(L.wqkv, cur, n)
+            q = d.linear(A, L.wqkv, cur, n, rows=(0, n_embd), xq=xq)
+            k = d.linear(A, L.wqkv, cur, n, rows=(n_embd, n_embd + gqa), xq=xq)
+            v = d.linear(A, L.wqkv, cur, n, rows=(n_embd + gqa, n_embd + 2 * gqa), xq=xq)
+        else:
+            q, k, v = d.linear(A, L.wq, cur, n), d.linear(A, L.wk, cur, n), d.linear(A, L.wv, cur, n)
+        d.rope(A, q, pos, n, hp.n_head, hd, rp)
+        d.rope(A, k, pos, n, hp.n_head_kv, hd, rp)
+        d.scale(q, q_scale, q, n * hp.n_head * hd)
+        cur = d.linear(A, L.wo, kv.attend(A, il, q, k, v, n, 1.0, 0.0), n)
+        residual = inpL
+        if il == hp.n_layer - 1:
+            cur, residual = d.rows(A, cur, out_ids, n_embd), d.rows(A, residual, out_ids, n_embd)
+            n = len(out_ids)
+        residual = d.add(A, cur, residual, n * n_embd)
+        cur = d.rms_norm(A, residual, L.ffn_norm, n, n_embd, eps)
+        up = d.linear(A, L.ffn_up, cur, n)
+        cur = d.linear(A, L.ffn_down, d.swiglu(A, up, up[n_ff:], n, n_ff, stride=2 * n_ff), n)
+        d.add(None, residual, cur, n * n_embd, out=inpL)
+    A.reset()
+    embd = d.rms_norm(A, inpL, w.output_norm, n, n_embd, eps)
+    return _outputs(ctx, embd, n, w.output, want_logits, 0.0)
+
+
 _GRAPHS = {"llama": _llama_graph, "qwen2": _llama_graph, "qwen3": _llama_graph,
-           "gemma3": _gemma3_graph}
+           "gemma3": _gemma3_graph, "phi3": _phi3_graph}
 
 
 def _outputs(ctx: CudaContext, embd, n_out: int, output, want_logits: bool, cap: float,
@@ -213,6 +257,11 @@ class _DeviceModel:
         self.t = launch
         self._mats: dict[int, object] = {}
         self._vecs: dict[int, object] = {}
+        self._act_bytes_per_token = 0  # the largest activation row of any Linear, converted
+        self.xq = None  # uint8 device buffer of converted activations (reserve_act)
+        self.xs = None  # float32 device buffer of F16-rounded activations (reserve_act)
+        self._f16_cols = 0  # the widest F16 Linear
+        self._w32: dict[int, object] = {}  # F32/F16 weights as float32, made on first use
         self.gelu_table = to_device(cpu_ops.gelu_f16_table())
         self.f16_table = to_device(cpu_ops.f16_table())
         # the batch size from which the CPU Linear takes the tiled Q6_K order (None: never)
@@ -232,6 +281,10 @@ class _DeviceModel:
                                            f"{v.ggml_type.name}, which the CUDA matmul lacks")
                 if id(v) not in self._mats:
                     self._mats[id(v)] = to_device(np.ascontiguousarray(v.data).view(np.uint8).reshape(-1))
+                self._act_bytes_per_token = max(self._act_bytes_per_token,
+                                                gpu_matmul.act_nbytes(int(v.ggml_type), 1, v.n_cols))
+                if int(v.ggml_type) == _GGML_TYPE_F16:
+                    self._f16_cols = max(self._f16_cols, v.n_cols)
             elif isinstance(v, np.ndarray) and v.dtype == np.float32:
                 self._vecs[id(v)] = to_device(np.ascontiguousarray(v).reshape(-1))
             elif isinstance(v, list) or hasattr(v, "__dataclass_fields__"):
@@ -256,33 +309,70 @@ class _DeviceModel:
         for i, tok in enumerate(np.asarray(tokens, dtype=np.int64)):
             kernel[blocks, tpb](table, int(tok) * row_bytes, n_cols, out, i * n_cols)
 
-    def linear(self, A, lin, x, n_tokens: int, out=None, bias: np.ndarray | None = None):
-        """out = W @ x (+ bias, broadcast over rows); the activation is quantized on the host
-        (see the module docstring)."""
+    def reserve_act(self, n_tokens: int) -> None:
+        """The device buffers for n_tokens activation rows of the widest Linear: converted to its
+        vec_dot_type (xq), or rounded to F16 as float32 for an F16 weight (xs)."""
+        self.xq = device_array(max(1, n_tokens * self._act_bytes_per_token), np.uint8)
+        self.xs = device_array(max(1, n_tokens * self._f16_cols), np.float32)
+
+    def quantize(self, lin, x, n_tokens: int):
+        """x (n_tokens rows of lin.n_cols) in lin's vec_dot_type, in the reserved buffer (valid
+        until the next call), on the device; None for F32/F16 weights, whose matmul reads x."""
+        if int(lin.ggml_type) in (_GGML_TYPE_F32, _GGML_TYPE_F16):
+            return None
+        return gpu_matmul.quantize_act(x, int(lin.ggml_type), n_tokens, lin.n_cols, self.xq,
+                                       threads_per_block=self.t.elementwise_threads,
+                                       max_blocks=self.t.max_blocks)
+
+    def linear(self, A, lin, x, n_tokens: int, out=None, bias: np.ndarray | None = None,
+               rows: tuple[int, int] | None = None, xq=None):
+        """out = W @ x (+ bias, broadcast over rows), all on the device. rows=(r0, r1): only
+        weight rows r0..r1-1 (a part of a fused matrix; each output row is computed as in the
+        full product). xq: x already converted by quantize() for a weight of the same type."""
+        r0, r1 = rows if rows is not None else (0, lin.n_rows)
+        n_rows = r1 - r0
         if out is None:
-            out = A.take(n_tokens * lin.n_rows)
+            out = A.take(n_tokens * n_rows)
         t = int(lin.ggml_type)
-        xh = x[:n_tokens * lin.n_cols].copy_to_host()
-        if t == _GGML_TYPE_Q5_K:
-            xq = np.empty(n_tokens * (lin.n_cols // 256) * 292, np.uint8)
-            quantize_row_q8_K(xh, n_tokens, lin.n_cols, xq)
-        else:
-            xq = np.empty(cpu_matmul.act_nbytes(t, n_tokens, lin.n_cols), np.uint8)
-            cpu_matmul.quantize_act(xh, t, n_tokens, lin.n_cols, xq)
+        if t in (_GGML_TYPE_F32, _GGML_TYPE_F16):
+            self._float(lin, x, n_tokens, out, r0, r1)
+            if bias is not None:
+                self.add_rows(out, bias, out, n_tokens, n_rows)
+            return out
+        if xq is None:
+            xq = self.quantize(lin, x, n_tokens)
+        w = self._mats[id(lin)]
+        if rows is not None:
+            w = w[r0 * lin.row_nbytes:r1 * lin.row_nbytes]
         if t == _GGML_TYPE_Q6_K and self.tiled_min_rows and n_tokens >= self.tiled_min_rows:
             # emel.models.linear follows llama.cpp's tiled K-quant matmul for such batches
-            G.launch_matmul_q6_k_tiled(self._mats[id(lin)], lin.n_rows, lin.n_cols, to_device(xq),
-                                       n_tokens, out, self.f16_table,
+            G.launch_matmul_q6_k_tiled(w, n_rows, lin.n_cols, xq, n_tokens, out, self.f16_table,
                                        threads=self.t.elementwise_threads,
                                        max_blocks=self.t.max_blocks)
         else:
-            grid = max(1, min(self.t.max_blocks, lin.n_rows * n_tokens))
-            gpu_matmul.matmul_q[grid, self.t.matmul_threads](self._mats[id(lin)], t, lin.n_rows,
-                                                              lin.n_cols, to_device(xq),
-                                                              n_tokens, out)
+            gpu_matmul.launch_matmul_q(w, t, n_rows, lin.n_cols, xq, n_tokens, out,
+                                       threads_per_block=self.t.matmul_threads,
+                                       max_blocks=self.t.max_blocks,
+                                       lanes_threads=self.t.matmul_lanes_threads,
+                                       kind_rows=lin.n_rows)
         if bias is not None:
-            self.add_rows(out, bias, out, n_tokens, lin.n_rows)
+            self.add_rows(out, bias, out, n_tokens, n_rows)
         return out
+
+    def _float(self, lin, x, n_tokens: int, out, r0: int, r1: int) -> None:
+        """F32/F16 weights as emel.models.linear.Linear._float: ggml-cpu's float order
+        (tinyBLAS for batches with n_rows % 4 == 0 and n_cols % 16 == 0, of the whole matrix, else
+        ggml_vec_dot_f16), bit-equal with the CPU; the weight as float32, made on first use."""
+        w32 = self._w32.get(id(lin))
+        if w32 is None:
+            w32 = self._w32[id(lin)] = gpu_quants.dequantize(
+                self._mats[id(lin)], int(lin.ggml_type), lin.n_rows * lin.n_cols,
+                threads_per_block=self.t.elementwise_threads, max_blocks=self.t.max_blocks)
+        sgemm = n_tokens >= 2 and lin.n_rows % 4 == 0 and lin.n_cols % 16 == 0
+        f16 = int(lin.ggml_type) == _GGML_TYPE_F16
+        G.launch_matmul_float_ggml(w32[r0 * lin.n_cols:r1 * lin.n_cols], r1 - r0, lin.n_cols, x,
+                                   n_tokens, out, sgemm, f16, self.xs if f16 else x,
+                                   threads=self.t.elementwise_threads, max_blocks=self.t.max_blocks)
 
     def rms_norm(self, A, x, w, n_rows: int, n_cols: int, eps: float):
         out = A.take(n_rows * n_cols)
@@ -316,9 +406,11 @@ class _DeviceModel:
         G.launch_tanh_softcap_f32(x, x, n, cap, threads=self.t.elementwise_threads,
                                   max_blocks=self.t.max_blocks)
 
-    def swiglu(self, A, gate, up, n_rows: int, n_cols: int):
+    def swiglu(self, A, gate, up, n_rows: int, n_cols: int, stride: int | None = None):
+        """silu(gate) * up per row; stride: the row stride of gate and up (default n_cols)."""
         out = A.take(n_rows * n_cols)
-        G.launch_swiglu_f32(gate, up, out, n_rows, n_cols, n_cols, n_cols,
+        stride = n_cols if stride is None else stride
+        G.launch_swiglu_f32(gate, up, out, n_rows, n_cols, stride, stride,
                             threads=self.t.row_threads, max_blocks=self.t.max_blocks)
         return out
 
@@ -338,47 +430,59 @@ class _DeviceModel:
 
 
 class _DeviceKV:
-    """K/V storage on the device over the CPU store's cells (positions, slots, masks).
+    """K/V storage on the device over the CPU context's KV cache cells (positions, slots, masks).
 
-    Wraps the emel.context store: its cell bookkeeping (begin, mask, seq_*) is reused as is, its
-    host K/V arrays are dropped. Layer il holds float32[n_stream * size * n_embd_{k,v}_gqa]: one
-    row per cell, F16-rounded values (set_rows_f16), like the CPU store.
+    Wraps the emel.graph_memory.GraphMemory of the CPU context: its cell bookkeeping (begin,
+    blocks, mask, seq_* through the KV cache) is reused as is; its host K/V rows are left unused.
+    Layer il holds float32[n_stream * size * n_embd_{k,v}_gqa] (size of the layer's cache): one
+    row per cell, F16-rounded values (set_rows_f16). K-shift (seq_add/seq_div) rotates the
+    device K through the host with the CPU context's arithmetic.
     """
 
     def __init__(self, host, hp: C.HParams, launch: tuning.Tuning) -> None:
         self.host = host
         self.hp = hp
         self.t = launch
-        n_cells = host.n_stream * host.size
-        host.k = host.v = None
-        self.k = [to_device(np.zeros(n_cells * hp.n_embd_k_gqa, np.float32)) for _ in range(hp.n_layer)]
-        self.v = [to_device(np.zeros(n_cells * hp.n_embd_v_gqa, np.float32)) for _ in range(hp.n_layer)]
-        self._masks: dict[tuple[int, bool], tuple[object, int]] = {}
-        self._groups: list[tuple[object, object, int, np.ndarray]] = []
+        n_cells = [host.n_stream * host.blocks_cache(il).size for il in range(hp.n_layer)]
+        self.k = [to_device(np.zeros(n * hp.n_embd_k_gqa, np.float32)) for n in n_cells]
+        self.v = [to_device(np.zeros(n * hp.n_embd_v_gqa, np.float32)) for n in n_cells]
+        self._masks: dict[tuple[int, int], object] = {}
+        self._groups: dict[int, list[tuple[object, object, int, np.ndarray, int, int]]] = {}
 
     def __getattr__(self, name):  # cells, positions, rope parameters: the host store's
         return getattr(self.host, name)
 
-    def begin(self, ub) -> None:
-        self.host.begin(ub)
-        self._masks = {}
-        self._groups = []
-        n = len(ub.token)
-        for s, idx, slots in self.host._groups:
-            # the host store may hold a run of consecutive rows or cells as a slice
-            idx = np.arange(n)[idx]
-            slots = np.arange(self.host.size)[slots]
-            full = len(idx) == n and bool(np.all(idx == np.arange(n)))
-            d_idx = None if full else to_device(np.asarray(idx, np.int32))
-            cells = to_device((s * self.host.size + slots).astype(np.int32))
-            self._groups.append((d_idx, cells, s, idx))
+    def k_shift(self, il: int, k, shift) -> None:
+        """GraphMemory.k_shift on the device K of layer il (through the host: a rare operation)."""
+        hp = self.hp
+        rows = self.k[il].copy_to_host().reshape(shift.shape[0], hp.n_head_kv, hp.n_embd_head_k)
+        C.rope(rows, np.ascontiguousarray(shift, dtype=np.int32),
+               self.host.rope_params(il, self.host.freq_factors), self.host.scratch)
+        self.k[il] = to_device(rows.astype(np.float16).astype(np.float32).reshape(-1))
 
-    def _mask(self, s: int, idx: np.ndarray, swa: bool):
-        key = (s, swa)
+    def begin(self, ub, sinfos) -> None:
+        self.host.begin(ub, sinfos)
+        self._masks = {}
+        self._groups = {}
+        n = ub.n_tokens
+        for il in range(self.hp.n_layer):
+            key = id(self.host.blocks_cache(il))
+            if key in self._groups:
+                continue
+            groups = []
+            for b, (s, rows, slots, cache) in enumerate(self.host.blocks(il)):
+                idx = np.arange(n)[rows]
+                d_idx = None if len(idx) == n else to_device(np.asarray(idx, np.int32))
+                cells = to_device((s * cache.size + slots).astype(np.int32))
+                groups.append((d_idx, cells, s, idx, b, cache.size))
+            self._groups[key] = groups
+
+    def _mask(self, il: int, b: int, idx: np.ndarray):
+        key = (id(self.host.blocks_cache(il)), b)
+        m, n_kv = self.host.mask(il)
         if key not in self._masks:
-            m, n_kv = self.host.mask(s, idx, swa)
-            self._masks[key] = (to_device(np.ascontiguousarray(m, np.float32).reshape(-1)), n_kv)
-        return self._masks[key]
+            self._masks[key] = to_device(np.ascontiguousarray(m[idx], np.float32).reshape(-1))
+        return self._masks[key], n_kv
 
     def attend(self, A, il: int, q, k, v, n_tokens: int, kq_scale: float, softcap: float):
         """Store k, v (rounded to F16) in the ubatch cells of layer il, then attend with q."""
@@ -387,9 +491,7 @@ class _DeviceKV:
         nq, no = hp.n_head * hp.n_embd_head_k, hp.n_head * hp.n_embd_head_v
         row = dict(threads=t.row_threads, max_blocks=t.max_blocks)
         out = A.take(n_tokens * no)
-        swa = hp.is_swa(il)
-        size = self.host.size
-        for d_idx, cells, s, idx in self._groups:
+        for d_idx, cells, s, idx, b, size in self._groups[id(self.host.blocks_cache(il))]:
             n_g = len(idx)
             kg, vg, qg, og = k, v, q, out
             if d_idx is not None:  # this sequence's tokens, gathered
@@ -399,7 +501,7 @@ class _DeviceKV:
                 G.launch_get_rows_f32(q, d_idx, qg, n_g, nq, **row)
             G.launch_set_rows_f16(kg, cells, self.k[il], n_g, nk, **row)
             G.launch_set_rows_f16(vg, cells, self.v[il], n_g, nv, **row)
-            mask, n_kv = self._mask(s, idx, swa)
+            mask, n_kv = self._mask(il, b, idx)
             kc = self.k[il][s * size * nk:(s * size + n_kv) * nk]
             vc = self.v[il][s * size * nv:(s * size + n_kv) * nv]
             # the CPU's choice between llamafile's sgemm and ggml_vec_dot_f16 (emel.models.common.attention)

@@ -9,7 +9,7 @@ Follows llama.cpp src/llama-kv-cache.cpp (llama_kv_cache) and src/llama-kv-cache
 - `get_n_kv`: the number of cells attention reads, padded to max(n_pad, 256) and capped at the
   cache size, as llama.cpp pads it so the graph stays the same across ubatches;
 - `get_mask`: the float32 KQ mask (0 keep, -inf drop) of set_input_kq_mask, shape
-  [n_tokens, n_kv]; there are no padded mask rows in this llama.cpp version (GGML_KQ_MASK_PAD
+  [n_tokens, n_kv] (kernels.cpu.kv.kq_mask_rows_f32, one call per stream); there are no padded mask rows in this llama.cpp version (GGML_KQ_MASK_PAD
   is gone); with several streams, rows s*n_tps .. (s+1)*n_tps-1 belong to stream sinfo.strm[s];
 - `state_write` / `state_read` of one sequence (emel/kv_state.py, llama.cpp's field order).
 
@@ -55,6 +55,8 @@ import numpy as np
 from gguf import GGMLQuantizationType
 from gguf import quants as gguf_quants
 from gguf.constants import GGML_QUANT_SIZES
+
+from kernels.cpu import kv as _kv
 
 from .arena import Arena, TensorRef
 from .batch import BatchAllocator, UBatch
@@ -400,8 +402,14 @@ class KVCache:
         size = usable.shape[0]
         if not cont:
             # cells in search order: [head, size) then [0, head); the first n_tokens usable ones
-            order = np.concatenate([np.arange(head, size), np.arange(0, head)])
-            hit = order[usable[order]]
+            if n_tokens == 1:  # decode: no index arrays
+                tail = usable[head:]
+                j = int(tail.argmax()) if tail.shape[0] else 0
+                if tail.shape[0] and tail[j]:
+                    return np.array([head + j], dtype=np.int32)
+                j = int(usable[:head].argmax()) if head else 0
+                return np.array([j], dtype=np.int32) if head and usable[j] else None
+            hit = np.concatenate([np.flatnonzero(usable[head:]) + head, np.flatnonzero(usable[:head])])
             return hit[:n_tokens].astype(np.int32) if hit.shape[0] >= n_tokens else None
         n_tested = 0
         while True:
@@ -450,6 +458,11 @@ class KVCache:
 
         Raises KVCacheFullError when one does not fit.
         """
+        if len(ubatches) == 1:  # nothing to place before it: no apply / roll back needed
+            sinfo = self.find_slot(ubatches[0], False)
+            if sinfo is None:
+                self._raise_full(0, ubatches[0])
+            return [sinfo]
         res: list[SlotInfo] = []
         # apply_ubatch may purge cells outside the slot (SWA), so roll back whole streams;
         # llama.cpp restores only the slot cells, keeping such purges (a quirk we do not copy)
@@ -467,12 +480,14 @@ class KVCache:
             self._restore_all(saved[0])
             self.v_heads = saved[1]
         if failed is not None:
-            ub = ubatches[failed]
-            raise KVCacheFullError(
-                f"no KV cache slot for ubatch {failed} ({ub.n_tokens} tokens): "
-                f"{self.size} cells per stream, {[c.get_used() for c in self.v_cells]} used"
-            )
+            self._raise_full(failed, ubatches[failed])
         return res
+
+    def _raise_full(self, k: int, ub: UBatch) -> None:
+        raise KVCacheFullError(
+            f"no KV cache slot for ubatch {k} ({ub.n_tokens} tokens): "
+            f"{self.size} cells per stream, {[c.get_used() for c in self.v_cells]} used"
+        )
 
     def _snapshot_all(self):
         return [(c.pos.copy(), c.seq.copy(), c.shift.copy(), c.has_shift) for c in self.v_cells]
@@ -531,24 +546,22 @@ class KVCache:
             if out.dtype != np.float32 or out.size != n_tokens * n_kv:
                 raise BatchError(f"mask buffer must be float32[{n_tokens * n_kv}], got {out.dtype}[{out.size}]")
             out = out.reshape(n_tokens, n_kv)
-        out[:] = -np.inf
-        p1_all = ubatch.pos.astype(np.int64)
-        sid_all = ubatch.seq_id.astype(np.int64)
+        if not 0 <= n_kv <= self.size:
+            raise BatchError(f"n_kv = {n_kv} out of range [0, {self.size}]")
+        flat = out.reshape(-1)
+        tok_pos = np.ascontiguousarray(ubatch.pos, dtype=np.int32)
+        tok_seq = np.ascontiguousarray(ubatch.seq_id, dtype=np.int32)
+        if self.n_stream == 1:
+            _kv.kq_mask_rows_f32(self.v_cells[0].pos, self.v_cells[0].seq, n_kv, tok_pos, tok_seq,
+                                 _arange(n_tokens), causal, int(self.swa_type), self.n_swa, flat)
+            return out
         # group rows by stream: each row reads the cells of its sequence's stream
-        streams = np.asarray([self.seq_to_stream[s] for s in sid_all], dtype=np.int64)
+        streams = np.asarray([self.seq_to_stream[s] for s in tok_seq], dtype=np.int64)
         for st in np.unique(streams):
-            rows = np.flatnonzero(streams == st)
             cells = self.v_cells[int(st)]
-            p0 = cells.pos[:n_kv].astype(np.int64)[None, :]
-            seqm = cells.seq[:n_kv][None, :]
-            bits = (np.uint64(1) << sid_all[rows].astype(np.uint64))[:, None]
-            p1 = p1_all[rows][:, None]
-            keep = (p0 >= 0) & ((seqm & bits) != 0)
-            if causal:
-                keep &= p0 <= p1
-            if self.swa_type != SwaType.NONE:
-                keep &= ~is_masked_swa(self.n_swa, self.swa_type, p0, p1)
-            out[rows] = np.where(keep, np.float32(0), np.float32(-np.inf))
+            _kv.kq_mask_rows_f32(cells.pos, cells.seq, n_kv, tok_pos, tok_seq,
+                                 np.flatnonzero(streams == st), causal, int(self.swa_type),
+                                 self.n_swa, flat)
         return out
 
     # -- defragmentation ------------------------------------------------------------------------
@@ -601,6 +614,13 @@ class KVCache:
         from .kv_state import state_read
 
         state_read(self, data, seq_id)
+
+
+_ARANGE = np.arange(4096, dtype=np.int64)  # row indices of one-stream masks (never written)
+
+
+def _arange(n: int) -> np.ndarray:
+    return _ARANGE[:n] if n <= _ARANGE.shape[0] else np.arange(n, dtype=np.int64)
 
 
 def _align(n: int, a: int = 64) -> int:

@@ -143,5 +143,14 @@ class KVCacheISWA:
         if len(data) < 8:
             raise BatchError("saved state truncated")
         n = int.from_bytes(data[:8], "little")
-        self.kv_base.state_read(data[8 : 8 + n], seq_id)
-        self.kv_swa.state_read(data[8 + n :], seq_id)
+        # all or nothing: if the SWA part fails, the base cells go back to how they were (the
+        # K/V rows written meanwhile sit in cells that are empty again)
+        base = self.kv_base
+        saved = base._snapshot_all(), list(base.v_heads)
+        base.state_read(data[8 : 8 + n], seq_id)
+        try:
+            self.kv_swa.state_read(data[8 + n :], seq_id)
+        except (BatchError, KVCacheFullError):
+            base._restore_all(saved[0])
+            base.v_heads = saved[1]
+            raise

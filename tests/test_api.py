@@ -80,7 +80,7 @@ def test_create_completion_equals_llama_cpp_python(model, gen_fixture):
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
     perf = model.perf()
     assert perf["n_prompt"] > 0 and perf["n_gen"] > 0 and perf["t_gen_ms"] > 0
-    assert perf["kv_bytes"] > 0 and perf["n_sample"] > 0
+    assert perf["kv_bytes"] > 0 and perf["arena_bytes"] > 0 and perf["n_sample"] > 0
     model.perf_reset()
     assert model.perf()["n_gen"] == 0 and model.perf()["t_load_ms"] > 0
 

@@ -15,9 +15,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from kernels.cpu import attention as _attention
+from kernels.cpu import matmul as _km
 from kernels.cpu import ops
+from kernels.cpu import quants as _kq
 
-from ..errors import ModelError, UnsupportedError
+from ..errors import AllocationError, BatchError, ModelError, UnsupportedError
 from .linear import Linear, dequantize
 
 
@@ -308,28 +310,66 @@ def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
 
 
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.ndarray,
-              n_kv: int, kq_scale: float, softcap: float, hp: HParams) -> np.ndarray:
+              n_kv: int, kq_scale: float, softcap: float, hp: HParams,
+              f32kv: bool = False) -> np.ndarray:
     """build_attn_mha without flash attention.
 
-    q: float32[n_tokens, n_head, n_embd_head_k]; k_cache/v_cache: float32 rows per cell holding
-    F16-rounded values; mask: float32[n_tokens, n_kv]. ggml_compute_forward_mul_mat takes
-    llamafile's tinyBLAS for batches of >= 2 tokens when the shapes allow (m % 4, k % 16) and
+    q: float32[n_tokens, n_head, n_embd_head_k]; k_cache/v_cache: rows per cell (at least n_kv)
+    of an F16 cache (uint16 bits, float16, or float32 holding F16 values) or, with f32kv, of an
+    F32 cache; mask: float32[n_tokens, n_kv]. ggml_compute_forward_mul_mat takes llamafile's
+    tinyBLAS for batches of >= 2 tokens when the shapes allow (m % 4, k % 16) and
     ggml_vec_dot_f16 otherwise; the two sum in different orders. Returns
     float32[n_tokens, n_head * n_embd_head_v].
     """
     n_tokens = q.shape[0]
+    k = k_cache.reshape(-1)
+    v = v_cache.reshape(-1)
+    if k.dtype == np.float16:
+        k, v = k.view(np.uint16), v.view(np.uint16)
+    if k.size < n_kv * hp.n_embd_k_gqa or v.size < n_kv * hp.n_embd_v_gqa or mask.size < n_tokens * n_kv:
+        raise AllocationError(f"attention: K/V/mask hold fewer than n_kv = {n_kv} cells")
     out = np.empty((n_tokens, hp.n_head * hp.n_embd_head_v), dtype=np.float32)
-    scores = np.empty(max(n_kv, 1), dtype=np.float32)
-    q16 = np.empty(hp.n_embd_head_k, dtype=np.float32)
-    lanes = np.empty(64, dtype=np.float32)
     sgemm_kq = n_tokens >= 2 and n_kv % 4 == 0 and hp.n_embd_head_k % 16 == 0
     sgemm_kqv = n_tokens >= 2 and hp.n_embd_head_v % 4 == 0 and n_kv % 16 == 0
-    _attention.attention_f16kv(np.ascontiguousarray(q).reshape(-1), k_cache.reshape(-1),
-                        v_cache.reshape(-1), np.ascontiguousarray(mask).reshape(-1),
-                        out.reshape(-1), n_tokens, hp.n_head, hp.n_head_kv, hp.n_embd_head_k,
-                        hp.n_embd_head_v, n_kv, np.float32(kq_scale), np.float32(softcap),
-                        sgemm_kq, sgemm_kqv, scores, q16, lanes)
+    fn = _attention.attention_f32kv if f32kv else _attention.attention_f16kv
+    fn(np.ascontiguousarray(q).reshape(-1), k, v, np.ascontiguousarray(mask).reshape(-1),
+       out.reshape(-1), n_tokens, hp.n_head, hp.n_head_kv, hp.n_embd_head_k, hp.n_embd_head_v,
+       n_kv, np.float32(kq_scale), np.float32(softcap), sgemm_kq, sgemm_kqv, _SCRATCH, _SCRATCH,
+       _SCRATCH)
     return out
+
+
+_SCRATCH = np.zeros(64, dtype=np.float32)  # the attention kernels' unused scratch arguments
+
+
+def token_row(tok_embd: Linear, token: int, kv) -> np.ndarray | None:
+    """ggml_get_rows of one token id into the decode arena's `inp` row: float32[1, n_embd], or
+    None when the table's type has no row kernel (the caller then uses Linear.rows)."""
+    x = kv.buffer("inp", tok_embd.n_cols, np.float32)
+    if not 0 <= token < tok_embd.n_rows:
+        raise BatchError(f"token id {token} is out of range [0, {tok_embd.n_rows})")
+    if _kq.dequantize_row(tok_embd.data, token * tok_embd.row_nbytes, tok_embd.n_cols, x, 0,
+                          int(tok_embd.ggml_type)) != 0:
+        return None
+    return x.reshape(1, -1)
+
+
+def output_row(x: np.ndarray, output_norm: np.ndarray, eps: float, output: Linear, kv,
+               want_logits: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The output norm and lm_head of one token row, written into the decode arena (`embd`,
+    `out_xq`, `logits`): the numbers of rms_norm + Linear.__call__ for one row."""
+    n_embd = x.shape[1]
+    embd = rms_norm(x, output_norm, eps, out=kv.buffer("embd", n_embd, np.float32).reshape(1, -1))
+    if not want_logits:
+        return embd, None
+    t = int(output.ggml_type)
+    if not (output._fast and output.n_cols == n_embd):
+        return embd, output(embd)
+    xq = kv.buffer("out_xq", _km.act_nbytes(t, 1, n_embd), np.uint8)
+    logits = kv.buffer("logits", output.n_rows, np.float32)
+    _km.quantize_act(embd.reshape(-1), t, 1, n_embd, xq)
+    _km.matmul_q(output.data, t, output.n_rows, n_embd, xq, 1, logits)
+    return embd, logits.reshape(1, -1)
 
 
 def softcap(x: np.ndarray, cap: float) -> None:

@@ -121,12 +121,18 @@ def build_graph(hp: HParams, w: Weights, ubatch, kv, out_ids: np.ndarray, want_l
     n_tokens = len(ubatch.token)
     hd = hp.n_embd_head_k
     eps = hp.f_norm_rms_eps
+    if n_tokens == 1 and len(out_ids) == 1:
+        # one token: the residual row and outputs live in the decode arena (kv.buffer)
+        x = C.token_row(w.tok_embd, int(ubatch.token[0]), kv)
+        if x is not None:
+            np.multiply(x, np.sqrt(np.float32(hp.n_embd)), out=x)
+            if _decode_token(hp, w, ubatch, kv, x):
+                embd, logits = C.output_row(x, w.output_norm, eps, w.output, kv, want_logits)
+                if logits is not None and hp.f_final_logit_softcapping:
+                    C.softcap(logits, hp.f_final_logit_softcapping)
+                return embd, logits
     inpL = w.tok_embd.rows(ubatch.token) * np.sqrt(np.float32(hp.n_embd))
-    if n_tokens == 1 and len(out_ids) == 1 and _decode_token(hp, w, ubatch, kv, inpL):
-        for_layers = ()
-    else:
-        for_layers = w.layers
-    for il, L in enumerate(for_layers):
+    for il, L in enumerate(w.layers):
         rp = kv.rope_params(il)
         cur = C.rms_norm(inpL, L.attn_norm, eps)
         q, k, v = matmul_group([L.wq, L.wk, L.wv], cur)

@@ -95,10 +95,12 @@ def build_graph(hp: HParams, w: Weights, ubatch, kv, out_ids: np.ndarray, want_l
     n_tokens = len(ubatch.token)
     hd = hp.n_embd_head_k
     kq_scale = hp.f_attention_scale or 1.0 / np.sqrt(np.float32(hd))
+    if n_tokens == 1 and len(out_ids) == 1:
+        # one token: the residual row and outputs live in the decode arena (kv.buffer)
+        x = C.token_row(w.tok_embd, int(ubatch.token[0]), kv)
+        if x is not None and _decode_token(hp, w, ubatch, kv, x, kq_scale):
+            return C.output_row(x, w.output_norm, hp.f_norm_rms_eps, w.output, kv, want_logits)
     inpL = w.tok_embd.rows(ubatch.token)
-    if n_tokens == 1 and len(out_ids) == 1 and _decode_token(hp, w, ubatch, kv, inpL, kq_scale):
-        embd = C.rms_norm(inpL, w.output_norm, hp.f_norm_rms_eps)
-        return embd, (w.output(embd) if want_logits else None)
     for il, L in enumerate(w.layers):
         rp = kv.rope_params(il, w.rope_freqs)
         cur = C.rms_norm(inpL, L.attn_norm, hp.f_norm_rms_eps)

@@ -12,8 +12,17 @@ What differs is how the work is laid out:
   accumulators instead of reading V column-wise with a stride of a whole cache row; each
   accumulator still sees its cells in increasing order, so every FMA chain is unchanged, and the
   inner loop over head_dim_v vectorizes.
-The caller's scratch arguments (scores, q16, lanes) are accepted for signature compatibility and
-left unused.
+The caller's scratch arguments scores and q16 are accepted for signature compatibility and left
+unused; `lanes`, when it holds `workspace_nbytes(...)` (a decode arena view), is the workspace of
+every chunk, so the call allocates nothing; a smaller `lanes` (the serial kernel's 64 floats) makes
+each chunk allocate its scratch.
+
+K/V caches come either as uint16 arrays of F16 bit patterns (the KV cache's real storage, as
+llama.cpp's F16 cache) or as float32 arrays. F16 values are widened to float32 in the loads
+(LLVM `fpext <16 x half>`, vcvtph2ps with F16C): the conversion is exact, so the numbers equal
+those of a float32 array holding the same F16 values. `attention_f32kv` is the same kernel for an
+F32 cache (llama.cpp with type_k = type_v = f32): q and the probabilities stay float32 (ggml's
+vec_dot_type of F32 is F32), every other operation is unchanged.
 """
 
 from __future__ import annotations
@@ -31,6 +40,57 @@ from .ops import _fma32, reduce16, round_f16, v_expf
 _F32 = ir.FloatType()
 _V16 = ir.VectorType(_F32, 16)
 _I32 = ir.IntType(32)
+_I16 = ir.IntType(16)
+_VH16 = ir.VectorType(ir.HalfType(), 16)
+_VI16 = ir.VectorType(_I16, 16)
+
+
+def _is_kv_array(a) -> bool:
+    return isinstance(a, types.Array) and a.dtype in (types.float32, types.uint16)
+
+
+def _load16(b, ptr, dtype, off):
+    """<16 x float> from ptr[off:off+16]: float32 as is, uint16 F16 bits widened exactly."""
+    if dtype == types.uint16:
+        h = b.load(b.bitcast(b.gep(ptr, [off]), _VI16.as_pointer()), align=2)
+        return b.fpext(b.bitcast(h, _VH16), _V16)
+    return b.load(b.bitcast(b.gep(ptr, [off]), _V16.as_pointer()), align=4)
+
+
+@intrinsic
+def ldf(typingctx, a, i):
+    """a[i] as float32: an F16 bit pattern (uint16 array) widened exactly, or a float32."""
+    if not _is_kv_array(a) or not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, b, sig, args):
+        p = context.make_array(sig.args[0])(context, b, args[0]).data
+        ix = context.cast(b, args[1], sig.args[1], types.int64)
+        v = b.load(b.gep(p, [ix]))
+        if sig.args[0].dtype == types.uint16:
+            v = b.fpext(b.bitcast(v, ir.HalfType()), _F32)
+        return v
+
+    return types.float32(a, i), codegen
+
+
+@intrinsic
+def stf(typingctx, a, i, x):
+    """a[i] = x: rounded to the nearest F16, ties to even (fptrunc, ggml's fp32 -> fp16) into a
+    uint16 array, or stored as is into a float32 array."""
+    if not _is_kv_array(a) or not isinstance(i, types.Integer) or x != types.float32:
+        return None
+
+    def codegen(context, b, sig, args):
+        p = context.make_array(sig.args[0])(context, b, args[0]).data
+        ix = context.cast(b, args[1], sig.args[1], types.int64)
+        v = args[2]
+        if sig.args[0].dtype == types.uint16:
+            v = b.bitcast(b.fptrunc(v, ir.HalfType()), _I16)
+        b.store(v, b.gep(p, [ix]))
+        return context.get_dummy_value()
+
+    return types.void(a, i, x), codegen
 
 
 def _reduce16_ir(b, v):
@@ -51,6 +111,7 @@ def _dot_codegen(n_acc):
         b = builder
         ap = context.make_array(sig.args[0])(context, b, args[0]).data
         bp = context.make_array(sig.args[2])(context, b, args[2]).data
+        adt, bdt = sig.args[0].dtype, sig.args[2].dtype
         ao = context.cast(b, args[1], sig.args[1], types.int64)
         bo = context.cast(b, args[3], sig.args[3], types.int64)
         k = context.cast(b, args[4], sig.args[4], types.int64)
@@ -61,8 +122,8 @@ def _dot_codegen(n_acc):
         with cgutils.for_range_slice(b, ir.Constant(ir.IntType(64), 0), k, step) as (idx, _):
             for r in range(n_acc):
                 off = b.add(idx, ir.Constant(ir.IntType(64), 16 * r))
-                va = b.load(b.bitcast(b.gep(ap, [b.add(ao, off)]), _V16.as_pointer()), align=4)
-                vb = b.load(b.bitcast(b.gep(bp, [b.add(bo, off)]), _V16.as_pointer()), align=4)
+                va = _load16(b, ap, adt, b.add(ao, off))
+                vb = _load16(b, bp, bdt, b.add(bo, off))
                 b.store(b.call(fma, [va, vb, b.load(accs[r])]), accs[r])
         v = [b.load(a) for a in accs]
         if n_acc == 4:
@@ -76,25 +137,32 @@ def _dot_codegen(n_acc):
 @intrinsic
 def _dot16x1(typingctx, a, ao, b, bo, k):
     """dot_sgemm16 (ops.py) as one <16 x float> FMA chain: k % 16 == 0."""
+    if not (_is_kv_array(a) and _is_kv_array(b)):
+        return None
     return types.float32(a, ao, b, bo, k), _dot_codegen(1)
 
 
 @intrinsic
 def _dot16x4(typingctx, a, ao, b, bo, k):
     """The blocks-of-64 part of dot_vec_f16 (ops.py) as 4 <16 x float> chains: k % 64 == 0."""
+    if not (_is_kv_array(a) and _is_kv_array(b)):
+        return None
     return types.float32(a, ao, b, bo, k), _dot_codegen(4)
 
 
 @intrinsic
 def _axpy16(typingctx, y, yo, x, xo, p, n):
     """y[yo+i] = fma(x[xo+i], p, y[yo+i]) for i < n (n % 16 == 0), as <16 x float> FMAs: the
-    same single-rounding FMA per element as the scalar loop."""
+    same single-rounding FMA per element as the scalar loop. x: float32 or uint16 (F16 bits)."""
+    if not _is_kv_array(x):
+        return None
     sig = types.void(y, yo, x, xo, p, n)
 
     def codegen(context, builder, sig, args):
         b = builder
         yp = context.make_array(sig.args[0])(context, b, args[0]).data
         xp = context.make_array(sig.args[2])(context, b, args[2]).data
+        xdt = sig.args[2].dtype
         yo_ = context.cast(b, args[1], sig.args[1], types.int64)
         xo_ = context.cast(b, args[3], sig.args[3], types.int64)
         pv = context.cast(b, args[4], sig.args[4], types.float32)
@@ -107,8 +175,8 @@ def _axpy16(typingctx, y, yo, x, xo, p, n):
         i64 = ir.IntType(64)
         with cgutils.for_range_slice(b, ir.Constant(i64, 0), n_, ir.Constant(i64, 16)) as (idx, _):
             ya = b.bitcast(b.gep(yp, [b.add(yo_, idx)]), _V16.as_pointer())
-            xa = b.bitcast(b.gep(xp, [b.add(xo_, idx)]), _V16.as_pointer())
-            b.store(b.call(fma, [b.load(xa, align=4), ps, b.load(ya, align=4)]), ya, align=4)
+            xv = _load16(b, xp, xdt, b.add(xo_, idx))
+            b.store(b.call(fma, [xv, ps, b.load(ya, align=4)]), ya, align=4)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -126,7 +194,7 @@ def _dot_vec_f16(a, ao, b, bo, n):
     np64 = n & ~63
     s = np.float64(_dot16x4(a, ao, b, bo, np64))
     for i in range(np64, n):
-        s += np.float64(np.float32(a[ao + i] * b[bo + i]))
+        s += np.float64(np.float32(ldf(a, ao + i) * ldf(b, bo + i)))
     return np.float32(s)
 
 
@@ -143,7 +211,7 @@ def _kqv_sgemm(v_cache, vbase, row_v, head_dim_v, scores, n_kv, acc, ln, out, ob
             vb = j * row_v + vbase
             _axpy16(acc, ab, v_cache, vb, p, n16)
             for d in range(n16, head_dim_v):
-                acc[ab + d] = _fma32(v_cache[vb + d], p, acc[ab + d])
+                acc[ab + d] = _fma32(ldf(v_cache, vb + d), p, acc[ab + d])
     for d in range(head_dim_v):
         for i in range(16):
             ln[i] = acc[i * head_dim_v + d]
@@ -165,7 +233,7 @@ def _kqv_vec(v_cache, vbase, row_v, head_dim_v, scores, n_kv, acc, ln, dacc, out
             vb = j * row_v + vbase
             _axpy16(acc, ab, v_cache, vb, p, n16)
             for d in range(n16, head_dim_v):
-                acc[ab + d] = _fma32(v_cache[vb + d], p, acc[ab + d])
+                acc[ab + d] = _fma32(ldf(v_cache, vb + d), p, acc[ab + d])
     for d in range(head_dim_v):
         for i in range(64):
             ln[i] = acc[i * head_dim_v + d]
@@ -179,20 +247,26 @@ def _kqv_vec(v_cache, vbase, row_v, head_dim_v, scores, n_kv, acc, ln, dacc, out
         p = scores[j]
         vb = j * row_v + vbase
         for d in range(head_dim_v):
-            dacc[d] += np.float64(np.float32(v_cache[vb + d] * p))
+            dacc[d] += np.float64(np.float32(ldf(v_cache, vb + d) * p))
     for d in range(head_dim_v):
         out[ob + d] = np.float32(dacc[d])
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _round_p(x, round_qp):
+    return round_f16(x) if round_qp else x
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _pair(q, k_cache, v_cache, mask, out, t, h, n_head, n_gqa, head_dim_k, head_dim_v, row_k,
-          row_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, sc, q16, ln, acc, dacc):
-    """One (token, head) pair of ops.attention_f16kv, same float operations in the same order."""
+          row_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, sc, q16, ln, acc, dacc, round_qp):
+    """One (token, head) pair of ops.attention_f16kv, same float operations in the same order
+    (round_qp False: q and the probabilities are not rounded to F16, for an F32 cache)."""
     hk = h // n_gqa
     mrow = t * n_kv
     qb = (t * n_head + h) * head_dim_k
     for d in range(head_dim_k):
-        q16[d] = round_f16(q[qb + d])
+        q16[d] = round_f16(q[qb + d]) if round_qp else q[qb + d]
     mx = np.float32(-np.inf)
     kbase = hk * head_dim_k
     jlo = n_kv  # first and last + 1 unmasked cells
@@ -241,12 +315,12 @@ def _pair(q, k_cache, v_cache, mask, out, t, h, n_head, n_gqa, head_dim_k, head_
         r0 = min(b0, n16)
         r1 = min(b1, n16)
         for j in range(r0, r1):
-            sc[j] = round_f16(np.float32(sc[j] * inv))
+            sc[j] = _round_p(np.float32(sc[j] * inv), round_qp)
         for j in range(n16, n_kv):
-            sc[j] = round_f16(np.float32(sc[j] * inv))
+            sc[j] = _round_p(np.float32(sc[j] * inv), round_qp)
     else:
         for j in range(n_kv):
-            sc[j] = round_f16(np.float32(sc[j] * inv))
+            sc[j] = _round_p(np.float32(sc[j] * inv), round_qp)
     ob = (t * n_head + h) * head_dim_v
     if sgemm_kqv:
         _kqv_sgemm(v_cache, hk * head_dim_v, row_v, head_dim_v, sc, n_kv, acc, ln, out, ob)
@@ -257,29 +331,77 @@ def _pair(q, k_cache, v_cache, mask, out, t, h, n_head, n_gqa, head_dim_k, head_
 _MAX_CHUNKS = 32  # chunks per call: scratch allocations per call, load balance over threads
 
 
+@njit(cache=True, nogil=True)
+def workspace_floats(n_kv, head_dim_k, head_dim_v):
+    """float32 scratch of one chunk: double accumulators (2 floats each), scores, q, 64 lanes,
+    64 x head_dim_v accumulators; even, so every chunk's doubles stay 8-byte aligned."""
+    n = 2 * head_dim_v + max(n_kv, 1) + head_dim_k + 64 + 64 * head_dim_v
+    return n + (n & 1)
+
+
+def workspace_nbytes(n_tokens: int, n_head: int, n_kv: int, head_dim_k: int, head_dim_v: int) -> int:
+    """Bytes of a `lanes` workspace with which attention_f16kv / attention_f32kv allocate nothing."""
+    return 4 * min(_MAX_CHUNKS, n_tokens * n_head) * int(workspace_floats(n_kv, head_dim_k, head_dim_v))
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k,
                     head_dim_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, scores, q16, lanes):
     """Masked GQA attention, one ubatch: arguments and results exactly as
     kernels.cpu.ops.attention_f16kv (sizes are checked by the caller; scores, q16 and lanes are
-    unused here). The (token, head) pairs run in parallel in up to _MAX_CHUNKS contiguous chunks
-    (numba.get_num_threads() here would stop Numba caching the function)."""
+    unused here; lanes: see workspace_nbytes). k_cache/v_cache: uint16 F16 bits or float32 F16
+    values. The (token, head) pairs
+    run in parallel in up to _MAX_CHUNKS contiguous chunks (numba.get_num_threads() here would
+    stop Numba caching the function)."""
+    n_chunks = min(_MAX_CHUNKS, n_tokens * n_head)
+    for c in prange(n_chunks):
+        _chunk(c, n_chunks, q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
+               head_dim_k, head_dim_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, True, lanes)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def attention_f32kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k,
+                    head_dim_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, scores, q16, lanes):
+    """attention_f16kv for an F32 cache (float32 k_cache/v_cache): q and the probabilities are
+    not rounded to F16, as ggml multiplies F32 K/V with F32 q / kq."""
+    n_chunks = min(_MAX_CHUNKS, n_tokens * n_head)
+    for c in prange(n_chunks):
+        _chunk(c, n_chunks, q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
+               head_dim_k, head_dim_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, False, lanes)
+
+
+@njit(cache=True, nogil=True)
+def _chunk(c, n_chunks, q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k,
+           head_dim_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, round_qp, ws):
+    """The (token, head) pairs of chunk c, with their scratch taken once: from ws (float32, 8-byte
+    aligned) when it holds n_chunks * workspace_floats(...), else allocated."""
     n_gqa = n_head // n_head_kv
     row_k = n_head_kv * head_dim_k
     row_v = n_head_kv * head_dim_v
     n_pairs = n_tokens * n_head
-    n_chunks = min(_MAX_CHUNKS, n_pairs)
-    for c in prange(n_chunks):
+    per = workspace_floats(n_kv, head_dim_k, head_dim_v)
+    if ws.size >= n_chunks * per:  # the caller's workspace (an arena view): nothing allocated
+        b = c * per
+        dacc = ws[b:b + 2 * head_dim_v].view(np.float64)
+        b += 2 * head_dim_v
+        sc = ws[b:b + max(n_kv, 1)]
+        b += max(n_kv, 1)
+        qq = ws[b:b + head_dim_k]
+        b += head_dim_k
+        ln = ws[b:b + 64]
+        b += 64
+        acc = ws[b:b + 64 * head_dim_v]
+    else:
         sc = np.empty(max(n_kv, 1), dtype=np.float32)
         qq = np.empty(head_dim_k, dtype=np.float32)
         ln = np.empty(64, dtype=np.float32)
         acc = np.empty(64 * head_dim_v, dtype=np.float32)
         dacc = np.empty(head_dim_v, dtype=np.float64)
-        p0 = c * n_pairs // n_chunks
-        p1 = (c + 1) * n_pairs // n_chunks
-        for p in range(p0, p1):
-            t = p // n_head
-            h = p - t * n_head
-            _pair(q, k_cache, v_cache, mask, out, t, h, n_head, n_gqa, head_dim_k, head_dim_v,
-                  row_k, row_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, sc, qq, ln, acc,
-                  dacc)
+    p0 = c * n_pairs // n_chunks
+    p1 = (c + 1) * n_pairs // n_chunks
+    for p in range(p0, p1):
+        t = p // n_head
+        h = p - t * n_head
+        _pair(q, k_cache, v_cache, mask, out, t, h, n_head, n_gqa, head_dim_k, head_dim_v,
+              row_k, row_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, sc, qq, ln, acc,
+              dacc, round_qp)

@@ -67,3 +67,49 @@ def test_bit_identical_to_ops(case, threads):
             np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
     finally:
         numba.set_num_threads(old)
+
+
+def _reference(q, k, v, mask, n_tokens, n_head, n_head_kv, head_dim, n_kv, scale):
+    """float64 masked GQA attention (no rounding anywhere)."""
+    q = q.reshape(n_tokens, n_head, head_dim).astype(np.float64)
+    k = k.reshape(n_kv, n_head_kv, head_dim).astype(np.float64)
+    v = v.reshape(n_kv, n_head_kv, head_dim).astype(np.float64)
+    m = mask.reshape(n_tokens, n_kv).astype(np.float64)
+    out = np.empty((n_tokens, n_head, head_dim))
+    for h in range(n_head):
+        hk = h // (n_head // n_head_kv)
+        s = q[:, h] @ k[:, hk].T * scale + m
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        out[:, h] = (p / p.sum(axis=1, keepdims=True)) @ v[:, hk]
+    return out.reshape(-1)
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[8]])
+def test_f16_bits_give_the_numbers_of_float32_f16_values(case):
+    """uint16 F16 caches are widened exactly in the loads: bit-identical to float32 F16 values."""
+    n_tokens, n_head, n_head_kv, head_dim, n_kv, swa, cap = case
+    rng = np.random.default_rng(n_kv)
+    q, k, v, mask = _case(rng, n_tokens, n_head, n_head_kv, head_dim, n_kv, swa)
+    k16, v16 = k.astype(np.float16).view(np.uint16), v.astype(np.float16).view(np.uint16)
+    sk = n_tokens >= 2 and n_kv % 4 == 0 and head_dim % 16 == 0
+    sv = n_tokens >= 2 and n_kv % 16 == 0
+    args = (n_tokens, n_head, n_head_kv, head_dim, n_kv, 1.0 / np.sqrt(head_dim), cap, sk, sv)
+    want = _run(attention.attention_f16kv, q, k, v, mask, *args)
+    got = _run(attention.attention_f16kv, q, k16, v16, mask, *args)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_f32_cache_kernel_matches_float64_attention():
+    """attention_f32kv keeps q and the probabilities in float32: 1e-5 of float64 (F16 rounding
+    of them, as attention_f16kv does, moves the result by ~1e-3)."""
+    n_tokens, n_head, n_head_kv, head_dim, n_kv = 5, 4, 2, 64, 48
+    rng = np.random.default_rng(1)
+    q, k, v, mask = _case(rng, n_tokens, n_head, n_head_kv, head_dim, n_kv, 0)
+    k = k + rng.standard_normal(k.size).astype(np.float32) * 1e-3  # not F16 values
+    scale = 1.0 / np.sqrt(head_dim)
+    want = _reference(q, k, v, mask, n_tokens, n_head, n_head_kv, head_dim, n_kv, scale)
+    args = (n_tokens, n_head, n_head_kv, head_dim, n_kv, scale, 0.0, True, True)
+    got = _run(attention.attention_f32kv, q, k, v, mask, *args)
+    f16 = _run(attention.attention_f16kv, q, k, v, mask, *args)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    assert np.abs(f16 - want).max() > 10 * np.abs(got - want).max()
