@@ -17,9 +17,13 @@ mirrored: llama.cpp's repacked Q4_0 / IQ4_NL kernels (weights with rows % 8 == 0
 sums), F32 / BF16 float orders (ours: 4 x 8 float32 lanes). Those differ by ~1e-6 relative.
 
 The weight is read in its GGUF block layout. Decode (fewer than 4 tokens) takes two weight rows
-per SIMD dot (independent FMA chains); prefill decodes each weight block once for 4 tokens and
-keeps a weight row in L1 for a tile of 32 tokens. Every output keeps its own accumulators, so the
-numbers never depend on the tiling or the thread count.
+per SIMD dot (independent FMA chains; Q8_0: 8 rows per AVX-512 tile, kernels.cpu.simd_wide) with
+a linear software prefetch a few rows ahead, so large matrices stream near memory speed. Prefill
+decodes each weight block once for 4 or 8 tokens (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 on AVX-512 VNNI hosts:
+4 rows x 8 tokens per tile, two rows per 512-bit register) and keeps a block of 64 weight rows
+against a tile of 32 tokens. Q6_K prompts of >= 8 tokens follow llama.cpp's tiled kernel
+(matmul_q6_k_tiled_rows). Every output keeps its own accumulators, so the numbers never depend on
+the tiling or the thread count.
 
 Other types (Q2_K, Q3_K, IQ1/IQ2/IQ3, TQ*, MXFP4, NVFP4) take a slower path: x is quantized to Q8_K
 (Q8_0 for MXFP4/NVFP4) exactly as llama.cpp does and turned back into float32 values d*q;
@@ -41,6 +45,8 @@ njit entry points for compiled decode steps (no checks; parallel over rows via p
     matmul_q_rows(w, ggml_type, n_rows, n_cols, xq, n_tokens, out, row_begin, row_end)
         the same for a row range on the calling thread (no parallel launch: a step can put
         several matmuls in one prange; a launch costs ~5-10 us, a 576x576 Q4_1 matvec ~15 us)
+    matmul_q6_k_tiled_rows(w, n_rows, n_cols, xq, n_tokens, out, row_begin, row_end)
+        Q6_K rows with the float steps of llama.cpp's tiled prompt kernel (ggml-cpu/tiled)
     quantize_act_float(x, q8k, n_tokens, n_cols, xq, xd) and
     matmul_dequant(w, ggml_type, n_rows, n_cols, xd, n_tokens, out, buf)
         the slow path: xq: uint8 Q8_K (q8k) / Q8_0 scratch, xd: float32[n_tokens * n_cols];
@@ -53,7 +59,7 @@ n_cols is a multiple of the block size and every buffer is large enough (see `ch
 import numpy as np
 from numba import get_num_threads, get_thread_id, njit, prange
 
-from kernels.cpu import simd
+from kernels.cpu import simd, simd_wide
 from kernels.cpu.q8 import (
     fp16_to_fp32,
     quantize_row_bf16, quantize_row_f16, quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_K,
@@ -63,14 +69,18 @@ from kernels.cpu.quants_base import TYPE_TRAITS, row_nbytes, type_name
 from kernels.cpu.vec_dot_rows import (
     GGML_TYPE_BF16, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_Q4_0,
     GGML_TYPE_Q4_1, GGML_TYPE_Q4_K, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
-    GGML_TYPE_Q8_0, GGML_TYPE_Q8_1, GGML_TYPE_Q8_K, decode_rows, llama_cpp_kinds, prefill_rows,
+    GGML_TYPE_Q8_0, GGML_TYPE_Q8_1, GGML_TYPE_Q8_K, Q6_K_TILED, decode_rows, llama_cpp_kinds,
+    prefill_rows,
 )
 
-# Kernels inline code of kernels.cpu.simd / vec_dot / vec_dot_rows / q8, whose edits do not
-# invalidate this module's cache: changing the SIMD IR bumps simd.SIMD_VERSION, which forces an
-# edit here; after editing the others, clear kernels/cpu/__pycache__ (CI starts clean).
-_SIMD_VERSION = 9
+# Kernels inline code of kernels.cpu.simd / simd_wide / vec_dot / vec_dot_rows / q8, whose edits
+# do not invalidate this module's cache: changing the SIMD IR bumps simd.SIMD_VERSION or
+# simd_wide.WIDE_VERSION, which forces an edit here; after editing the others, clear
+# kernels/cpu/__pycache__ (CI starts clean). kernels.cpu.step caches callers of this module too.
+_SIMD_VERSION = 14
+_WIDE_VERSION = 3
 assert simd.SIMD_VERSION == _SIMD_VERSION, "kernels.cpu.simd changed: update _SIMD_VERSION"
+assert simd_wide.WIDE_VERSION == _WIDE_VERSION, "kernels.cpu.simd_wide changed: update _WIDE_VERSION"
 
 # weight type -> its vec_dot_type (ggml-cpu.c type_traits_cpu), for the fast-path types
 VEC_DOT_TYPE = {
@@ -82,8 +92,9 @@ VEC_DOT_TYPE = {
 }
 FAST_TYPES = frozenset(VEC_DOT_TYPE)
 
-_ROWS_PER_CHUNK = 16   # rows per prange work item
-_TOKENS_PER_TILE = 32  # activation rows kept hot in L1/L2 while a weight row is reused
+_ROWS_PER_CHUNK = 16   # rows per prange work item (decode)
+_TILE_ROWS = 64        # weight rows per prange work item and per output tile (prefill)
+_TOKENS_PER_TILE = 32  # activation rows kept hot in L1 while a block of weight rows passes
 
 def matmul(w: np.ndarray, ggml_type: int, n_rows: int, n_cols: int, x: np.ndarray,
            out: np.ndarray) -> np.ndarray:
@@ -273,10 +284,11 @@ def matmul_q(w, ggml_type, n_rows, n_cols, xq, n_tokens, out):
     quantize_act; out: float32[n_tokens * n_rows]. Rows are split over the threads in chunks of
     16 (prange); see matmul_q_rows for one chunk.
     """
-    n_chunks = (n_rows + _ROWS_PER_CHUNK - 1) // _ROWS_PER_CHUNK
+    rows = _ROWS_PER_CHUNK if n_tokens < 4 else _TILE_ROWS
+    n_chunks = (n_rows + rows - 1) // rows
     for c in prange(n_chunks):
-        r0 = c * _ROWS_PER_CHUNK
-        matmul_q_rows(w, ggml_type, n_rows, n_cols, xq, n_tokens, out, r0, min(r0 + _ROWS_PER_CHUNK, n_rows))
+        r0 = c * rows
+        matmul_q_rows(w, ggml_type, n_rows, n_cols, xq, n_tokens, out, r0, min(r0 + rows, n_rows))
 
 
 @njit(cache=True, nogil=True)
@@ -286,12 +298,29 @@ def matmul_q_rows(w, ggml_type, n_rows, n_cols, xq, n_tokens, out, row_begin, ro
     For a compiled step that runs its own prange (one parallel region for several matmuls, e.g.
     each thread taking a slice of the q, k and v rows). Same numbers as matmul_q.
     """
+    kind_v, kind_g = llama_cpp_kinds(ggml_type, n_rows)
+    _rows_of_kinds(w, ggml_type, kind_v, kind_g, n_rows, n_cols, xq, n_tokens, out, row_begin, row_end)
+
+
+@njit(cache=True, nogil=True)
+def matmul_q6_k_tiled_rows(w, n_rows, n_cols, xq, n_tokens, out, row_begin, row_end):
+    """Q6_K rows row_begin..row_end-1 with the float steps of llama.cpp's tiled prompt kernel
+    (ggml-cpu/tiled/tiled-kernel.cpp, taken for batches of >= 8 tokens): per (row, token) and
+    super-block in order, res = d_w * float(exact integer sum), sum = fma(res, d_x, sum).
+    Arguments as matmul_q_rows (xq: Q8_K activations)."""
+    _rows_of_kinds(w, GGML_TYPE_Q6_K, Q6_K_TILED, Q6_K_TILED, n_rows, n_cols, xq, n_tokens, out,
+                   row_begin, row_end)
+
+
+@njit(cache=True, nogil=True)
+def _rows_of_kinds(w, ggml_type, kind_v, kind_g, n_rows, n_cols, xq, n_tokens, out, row_begin, row_end):
+    """matmul_q_rows with the row dot kinds given: kind_v for single tokens, kind_g for groups
+    of 4 tokens (the first n_tokens - n_tokens % 4 when n_tokens > 3)."""
     qk, wb = _weight_layout(ggml_type)
     _, xb = _act_layout(ggml_type)
     nb = n_cols // qk
     row_bytes = nb * wb
     x_row_bytes = nb * xb
-    kind_v, kind_g = llama_cpp_kinds(ggml_type, n_rows)
     n_gemm = n_tokens - n_tokens % 4 if n_tokens > 3 else 0  # tokens llama.cpp's repack gemm takes
     if n_tokens < 4:  # decode
         for t in range(n_tokens):
@@ -300,19 +329,19 @@ def matmul_q_rows(w, ggml_type, n_rows, n_cols, xq, n_tokens, out, row_begin, ro
     # prefill: a weight row stays in L1 for a tile of tokens; results go to a (token, row) tile
     # first, since out rows of different tokens are n_rows * 4 bytes apart (often a multiple of
     # 4 KiB) and scattered writes would thrash the cache
-    tile = np.empty(_TOKENS_PER_TILE * _ROWS_PER_CHUNK, np.float32)
-    for r0 in range(row_begin, row_end, _ROWS_PER_CHUNK):
-        r1 = min(r0 + _ROWS_PER_CHUNK, row_end)
+    tile = np.empty(_TOKENS_PER_TILE * _TILE_ROWS, np.float32)
+    for r0 in range(row_begin, row_end, _TILE_ROWS):
+        r1 = min(r0 + _TILE_ROWS, row_end)
         for t0 in range(0, n_tokens, _TOKENS_PER_TILE):
             t1 = min(t0 + _TOKENS_PER_TILE, n_tokens)
             t4 = min(t1, n_gemm) if n_gemm > t0 else t0  # 4-token groups, then single tokens
-            prefill_rows(kind_g, w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, _ROWS_PER_CHUNK, nb)
+            prefill_rows(kind_g, w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, _TILE_ROWS, nb)
             for t in range(t4, t1):
                 decode_rows(kind_v, w, row_bytes, r0, r1, xq, t * x_row_bytes, tile,
-                            (t - t0) * _ROWS_PER_CHUNK - r0, nb)
+                            (t - t0) * _TILE_ROWS - r0, nb)
             for t in range(t0, t1):
                 for r in range(r0, r1):
-                    out[t * n_rows + r] = tile[(t - t0) * _ROWS_PER_CHUNK + r - r0]
+                    out[t * n_rows + r] = tile[(t - t0) * _TILE_ROWS + r - r0]
 
 
 @njit(cache=True, nogil=True, parallel=True)

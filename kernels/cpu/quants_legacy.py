@@ -178,12 +178,13 @@ def _min_max(x, b):
 
 @njit(cache=True, nogil=True)
 def _trunc_clip(v, hi):
-    """(int8_t) truncation then MIN(hi, .) as ggml's *_ref; clamped at 0 for non-finite input."""
-    if not (v >= 0.0):
+    """Truncation then MIN(hi, .) as ggml's *_ref. Values no finite block gives (inf, NaN, past
+    int32, from a subnormal scale whose inverse overflows) follow x86's float -> int conversion
+    then the uint8 cast, as gguf-py's numpy and ggml both do: inf and NaN give 0."""
+    if not (v >= 0.0) or v >= 2147483648.0:
         return 0
-    if v >= hi:
-        return hi
-    return np.int64(v)
+    q = np.int64(v) & 0xFF
+    return q if q < hi else hi
 
 
 @njit(cache=True, nogil=True)

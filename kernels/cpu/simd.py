@@ -17,8 +17,13 @@ guarantees the bounds):
     dot_<w>_<x>(w, woff, x, xoff, nb) -> float32
     dot4_<w>_<x>(w, woff, 0, x, xoff, x_stride, nb) -> 4 x float32: one weight row, 4 tokens
     dot2r_<w>_<x>(w, woff, w_stride, x, xoff, 0, nb) -> 2 x float32: 2 weight rows, one token
+    dot2x4_ / dot2x8_<w>_<x>(w, woff, w_stride, x, xoff, x_stride, nb) -> 8 / 16 x float32:
+        2 weight rows x 4 / 8 tokens (prefill of the 32-value block types), row-major results
+    dot_q6_k_tiled, dot4_q6_k_tiled: Q6_K with the float steps of llama.cpp's tiled prompt kernel
 The multi-row / multi-token forms decode each weight block once and keep one accumulator set per
-(row, token), so each result equals the single dot bit for bit.
+(row, token), so each result equals the single dot bit for bit. The multi-row one-token forms
+expect adjacent rows (w_stride = row bytes, as a matvec reads them) and prefetch linearly
+_PF_GROUPS row groups ahead.
 
 The portable helpers at the top (`fma_f32`, `f32_to_bits`, `f32_from_bits`) use only generic
 LLVM IR and work on every CPU. `HAS_AVX2` tells whether the host can run the dot intrinsics
@@ -34,10 +39,15 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-SIMD_VERSION = 9
+SIMD_VERSION = 14
 
 _FEATURES = _llvm_binding.get_host_cpu_features()
 HAS_AVX2 = all(_FEATURES.get(f, False) for f in ("avx2", "fma", "f16c"))
+# vpdpbusd (AVX512-VNNI with VL, or AVX-VNNI): the 8 int32 lanes of vpmaddubsw + vpmaddwd(ones)
+# in one instruction; equal to them whenever vpmaddubsw does not saturate, which holds for every
+# dot here (|weight byte| <= 128 against |activation| <= 127, or weight < 64 against any int8)
+HAS_VNNI = HAS_AVX2 and (_FEATURES.get("avxvnni", False)
+                         or (_FEATURES.get("avx512vnni", False) and _FEATURES.get("avx512vl", False)))
 
 _i1, _i8, _i16, _i32, _i64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
 _f16, _f32 = ir.HalfType(), ir.FloatType()
@@ -46,6 +56,7 @@ _C = ir.Constant
 _V8F = _V(_f32, 8)
 _V4F = _V(_f32, 4)
 _PREFETCH_BYTES = 1024
+_PF_GROUPS = 2  # multi-row decode dots: linear prefetch this many row groups ahead
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,9 +157,14 @@ class _Ops:
         self.fma1 = _fn(b, "llvm.fma.f32", _f32, [_f32] * 3)
         self.prefetch = _fn(b, "llvm.prefetch.p0", ir.VoidType(), [_i8.as_pointer(), _i32, _i32, _i32])
         self.ones16 = _C(_V(_i16, 16), 1)
+        if HAS_VNNI:
+            self.dpbusd = _fn(b, "llvm.x86.avx512.vpdpbusd.256", _V(_i32, 8),
+                              [_V(_i32, 8), _V(_i8, 32), _V(_i8, 32)])
 
     def us8_lanes(self, ux, sy):
         """8 int32 lanes: lane l = sum of ux[k]*sy[k] for k in 4l..4l+3 (ux unsigned bytes)."""
+        if HAS_VNNI:
+            return self.b.call(self.dpbusd, [_C(_V(_i32, 8), None), ux, sy])
         return self.b.call(self.maddwd, [self.b.call(self.maddubs, [ux, sy]), self.ones16])
 
     def fma_acc(self, acc_ptr, scale, lanes):
@@ -207,11 +223,22 @@ def _make_dot(block_bytes, x_block_bytes, decode, apply, finish, n_w=1, n_tok=1)
             "sum": cgutils.alloca_once_value(b, _C(_f32, 0.0)),
             "sum2": cgutils.alloca_once_value(b, _C(_f32, 0.0)),
         } for _ in range(n_tok)] for _ in range(n_w)]
+        linear = n_w > 1 and n_tok == 1 and _PF_GROUPS > 0
+        if linear:
+            pf_ahead = b.mul(wstride, _C(_i64, n_w * _PF_GROUPS))
         with cgutils.for_range(b, nbv) as loop:
             bo = b.mul(loop.index, _C(_i64, block_bytes))
             xo = b.mul(loop.index, _C(_i64, x_block_bytes))
+            if linear:
+                # decode reads adjacent rows n_w at a time: sweep the memory _PF_GROUPS row
+                # groups ahead linearly, n_w blocks' worth of bytes per block step (prefetching
+                # a fixed distance inside each row lands in rows this group already reads)
+                lin = b.add(pf_ahead, b.mul(loop.index, _C(_i64, n_w * block_bytes)))
+                for j in range(0, n_w * block_bytes, 64):
+                    ops.prefetch_at(wrows[0], _add(b, lin, j))
             for k in range(n_w):
-                ops.prefetch_at(wrows[k], _add(b, bo, _PREFETCH_BYTES))
+                if not linear:
+                    ops.prefetch_at(wrows[k], _add(b, bo, _PREFETCH_BYTES))
                 dec = decode(ops, wrows[k], bo)
                 for t in range(n_tok):
                     apply(ops, dec, xrows[t], xo, states[k][t])
@@ -441,11 +468,24 @@ def _app_q4_k_r8_gemv(ops, dec, x, xo, st):
 
 
 def _app_q4_k_r8_gemm(ops, dec, x, xo, st):
-    """ggml_gemm_q4_K_8x8_q8_K: one FMA per 64-value pair of sub-blocks."""
+    """ggml_gemm_q4_K_8x8_q8_K: one FMA per 64-value pair of sub-blocks. The four exact integer
+    sums are reduced together (a transposing add tree: integers, so the order is free) and
+    converted in one vector; the FMA chains stay scalar and in llama.cpp's order."""
     b = ops.b
     dw, dminw, yd, sums, prod = _q4_k_r8_parts(ops, dec, x, xo)
+    lo, hi = list(range(4)) + list(range(8, 12)), list(range(4, 8)) + list(range(12, 16))
+    x01 = b.add(_shuf(b, sums[0], sums[1], lo), _shuf(b, sums[0], sums[1], hi))
+    x23 = b.add(_shuf(b, sums[2], sums[3], lo), _shuf(b, sums[2], sums[3], hi))
+    y = b.add(_shuf(b, x01, x23, [0, 1, 8, 9, 4, 5, 12, 13]), _shuf(b, x01, x23, [2, 3, 10, 11, 6, 7, 14, 15]))
+    tot = b.add(_shuf(b, y, y, [0, 4, 2, 6]), _shuf(b, y, y, [1, 5, 3, 7]))
+    totf = b.sitofp(tot, _V4F)
+    prodf = b.sitofp(prod, _V4F)
+    d = b.fmul(dw, yd)
+    dm = b.fmul(dminw, yd)
     for j in range(4):
-        _q4_k_r8_step(ops, st, _hsum_i32(b, sums[j], 8), b.extract_element(prod, _C(_i32, j)), dw, dminw, yd)
+        jj = _C(_i32, j)
+        b.store(b.call(ops.fma1, [b.extract_element(totf, jj), d, b.load(st["sum"])]), st["sum"])
+        b.store(b.call(ops.fma1, [b.extract_element(prodf, jj), dm, b.load(st["sum2"])]), st["sum2"])
 
 
 def _dec_q6_k(ops, w, bo):
@@ -486,6 +526,31 @@ def _app_q6_k(ops, dec, x, xo, st):
     ops.fma_acc(st["acc"], d, b.sub(sumi, sub))
 
 
+def _app_q6_k_tiled(ops, dec, x, xo, st):
+    """Q6_K x Q8_K with the float steps of llama.cpp's tiled kernel (ggml-cpu/tiled, default for
+    prompts of >= 8 tokens): the exact integer sum isum of the super-block (lanes as
+    ggml_vec_dot_q6_K_q8_K, then summed: integers, any order), res = d_w * float(isum),
+    sum = fma(res, d_x, sum)."""
+    b = ops.b
+    dw, sc16, quants, scales = dec
+    bs = _load(b, x, _add(b, xo, 260), _V(_i16, 16))
+    sub = b.shl(b.call(ops.maddwd, [bs, sc16]), _C(_V(_i32, 8), 5))
+    sumi = _C(_V(_i32, 8), 0)
+    for j in range(2):
+        p = []
+        for k in range(4):
+            q8 = _load(b, x, _add(b, xo, 4 + 128 * j + 32 * k), _V(_i8, 32))
+            p.append(b.call(ops.maddwd, [scales[4 * j + k], b.call(ops.maddubs, [quants[4 * j + k], q8])]))
+        sumi = b.add(sumi, b.add(b.add(p[0], p[1]), b.add(p[2], p[3])))
+    isum = _hsum_i32(b, b.sub(sumi, sub), 8)
+    res = b.fmul(b.sitofp(isum, _f32), dw)
+    b.store(b.call(ops.fma1, [res, _load(b, x, xo, _f32), b.load(st["sum"])]), st["sum"])
+
+
+def _finish_sum(ops, st):
+    return ops.b.load(st["sum"])
+
+
 _KINDS = {  # name: (weight block bytes, activation block bytes, decode, apply, finish)
     "q4_0": (18, 34, _dec_q4_0, _app_signed, _finish_acc),
     "q5_0": (22, 34, _dec_q5_0, _app_signed, _finish_acc),
@@ -497,6 +562,7 @@ _KINDS = {  # name: (weight block bytes, activation block bytes, decode, apply, 
     "q5_k": (176, 292, _dec_q5_k, _app_q5_k, _finish_acc_plus_sum),
     "q4_k_r8_gemv": (144, 292, _dec_q4_k, _app_q4_k_r8_gemv, _finish_sum_minus_sum2),
     "q4_k_r8_gemm": (144, 292, _dec_q4_k, _app_q4_k_r8_gemm, _finish_sum_minus_sum2),
+    "q6_k_tiled": (210, 292, _dec_q6_k, _app_q6_k_tiled, _finish_sum),
 }
 N_TOK = 4  # tokens per multi-token dot (prefill)
 N_W = 2    # weight rows per multi-row dot (decode)
@@ -511,6 +577,7 @@ dot_q6_k_q8_k = _make_dot(*_KINDS["q6_k"])
 dot_q5_k_q8_k = _make_dot(*_KINDS["q5_k"])
 dot_q4_k_r8_gemv = _make_dot(*_KINDS["q4_k_r8_gemv"])
 dot_q4_k_r8_gemm = _make_dot(*_KINDS["q4_k_r8_gemm"])
+dot_q6_k_tiled = _make_dot(*_KINDS["q6_k_tiled"])
 # 1 weight row x 4 tokens
 dot4_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"], n_tok=N_TOK)
 dot4_q5_0_q8_0 = _make_dot(*_KINDS["q5_0"], n_tok=N_TOK)
@@ -521,6 +588,18 @@ dot4_q4_k_q8_k = _make_dot(*_KINDS["q4_k"], n_tok=N_TOK)
 dot4_q6_k_q8_k = _make_dot(*_KINDS["q6_k"], n_tok=N_TOK)
 dot4_q5_k_q8_k = _make_dot(*_KINDS["q5_k"], n_tok=N_TOK)
 dot4_q4_k_r8_gemm = _make_dot(*_KINDS["q4_k_r8_gemm"], n_tok=N_TOK)
+dot4_q6_k_tiled = _make_dot(*_KINDS["q6_k_tiled"], n_tok=N_TOK)
+# 2 weight rows x 4 tokens (prefill of the 32-value block types)
+dot2x4_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"], n_w=N_W, n_tok=N_TOK)
+dot2x4_q5_0_q8_0 = _make_dot(*_KINDS["q5_0"], n_w=N_W, n_tok=N_TOK)
+dot2x4_q8_0_q8_0 = _make_dot(*_KINDS["q8_0"], n_w=N_W, n_tok=N_TOK)
+dot2x4_q4_1_q8_1 = _make_dot(*_KINDS["q4_1"], n_w=N_W, n_tok=N_TOK)
+dot2x4_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"], n_w=N_W, n_tok=N_TOK)
+# 2 weight rows x 8 tokens (the sign-trick types: more accumulators fit, fewer decodes per dot)
+N_TOK8 = 8
+dot2x8_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"], n_w=N_W, n_tok=N_TOK8)
+dot2x8_q5_0_q8_0 = _make_dot(*_KINDS["q5_0"], n_w=N_W, n_tok=N_TOK8)
+dot2x8_q8_0_q8_0 = _make_dot(*_KINDS["q8_0"], n_w=N_W, n_tok=N_TOK8)
 # 2 weight rows x 1 token
 dot2r_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"], n_w=N_W)
 dot2r_q5_0_q8_0 = _make_dot(*_KINDS["q5_0"], n_w=N_W)

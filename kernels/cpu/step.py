@@ -22,38 +22,40 @@ fast-path types with the same vec_dot_type and n_cols):
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu.attention import attention_f16kv
-from kernels.cpu.matmul import matmul_q, matmul_q_rows, quantize_act
+from kernels.cpu.attention import attention_f16kv, stf
+from kernels.cpu.matmul import matmul_q, matmul_q6_k_tiled_rows, matmul_q_rows, quantize_act
 from kernels.cpu.ops import (
-    _fma32, _u32_as_f32, geglu_f32, rms_norm_f32, rope_f32, round_f16, swiglu_f32,
+    geglu_f32, rms_norm_f32, rope_f32, round_f16, swiglu_f32,
 )
 
-_ROWS_PER_CHUNK = 16  # rows per prange work item (as kernels.cpu.matmul.matmul_q)
+_ROWS_PER_CHUNK = 16  # rows per prange work item, decode (as kernels.cpu.matmul.matmul_q)
+_PREFILL_ROWS_PER_CHUNK = 64  # rows per prange work item, prefill (as matmul_q)
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def matmul_q3(w0, t0, r0, out0, w1, t1, r1, out1, w2, t2, r2, out2, n_cols, xq, n_tokens):
-    """out_i = W_i @ x for three weights sharing the activation xq, in one parallel region."""
-    c0 = (r0 + _ROWS_PER_CHUNK - 1) // _ROWS_PER_CHUNK
-    c1 = (r1 + _ROWS_PER_CHUNK - 1) // _ROWS_PER_CHUNK
-    c2 = (r2 + _ROWS_PER_CHUNK - 1) // _ROWS_PER_CHUNK
+    """out_i = W_i @ x for three weights sharing the activation xq, in one parallel region.
+
+    Work items of 16 rows for decode, 64 for prefill (kernels.cpu.matmul's tile height: each
+    pass over the activation tile then serves more weight rows)."""
+    rows = _ROWS_PER_CHUNK if n_tokens < 4 else _PREFILL_ROWS_PER_CHUNK
+    c0 = (r0 + rows - 1) // rows
+    c1 = (r1 + rows - 1) // rows
+    c2 = (r2 + rows - 1) // rows
     for c in prange(c0 + c1 + c2):
         if c < c0:
-            a = c * _ROWS_PER_CHUNK
-            matmul_q_rows(w0, t0, r0, n_cols, xq, n_tokens, out0, a, min(a + _ROWS_PER_CHUNK, r0))
+            a = c * rows
+            matmul_q_rows(w0, t0, r0, n_cols, xq, n_tokens, out0, a, min(a + rows, r0))
         elif c < c0 + c1:
-            a = (c - c0) * _ROWS_PER_CHUNK
-            matmul_q_rows(w1, t1, r1, n_cols, xq, n_tokens, out1, a, min(a + _ROWS_PER_CHUNK, r1))
+            a = (c - c0) * rows
+            matmul_q_rows(w1, t1, r1, n_cols, xq, n_tokens, out1, a, min(a + rows, r1))
         else:
-            a = (c - c0 - c1) * _ROWS_PER_CHUNK
-            matmul_q_rows(w2, t2, r2, n_cols, xq, n_tokens, out2, a, min(a + _ROWS_PER_CHUNK, r2))
+            a = (c - c0 - c1) * rows
+            matmul_q_rows(w2, t2, r2, n_cols, xq, n_tokens, out2, a, min(a + rows, r2))
 
 
 # ---------------------------------------------------------------------------------------------
 # Q6_K x Q8_K with the float order of ggml-cpu/tiled (llama.cpp's default for batches >= 8 rows)
-
-_TILED_TOKENS = 64  # activation rows (Q8_K) kept in L2 while a chunk of weight rows passes
-
 
 @njit(cache=True, nogil=True, parallel=True)
 def matmul_q6_k_tiled(w, n_rows, n_cols, xq, n_tokens, out, f16tab):
@@ -61,56 +63,15 @@ def matmul_q6_k_tiled(w, n_rows, n_cols, xq, n_tokens, out, f16tab):
 
     Per (row, token) and super-block in order: the exact integer sum s1 = sum_j scale_j *
     sum_i q_i * x_i (integers: any order gives the same value), res = float(s1) * d_w and
-    buf = fma(res, d_x, buf). Here each weight block is unpacked once into int32 values for a
-    tile of tokens, the integer dots vectorize, and chunks of 16 rows run in parallel.
+    buf = fma(res, d_x, buf). Each weight super-block is decoded once for 4 tokens (SIMD,
+    kernels.cpu.matmul.matmul_q6_k_tiled_rows) and chunks of 64 rows run in parallel.
+    f16tab is unused (kept for the signature shared with ops.matmul_q6_k_tiled).
     """
-    nb = n_cols // 256
-    n_chunks = (n_rows + _ROWS_PER_CHUNK - 1) // _ROWS_PER_CHUNK
-    xi = xq.view(np.int8)
+    n_chunks = (n_rows + _PREFILL_ROWS_PER_CHUNK - 1) // _PREFILL_ROWS_PER_CHUNK
     for c in prange(n_chunks):
-        r0 = c * _ROWS_PER_CHUNK
-        r1 = min(r0 + _ROWS_PER_CHUNK, n_rows)
-        qw = np.empty(256, np.int32)
-        sc = np.empty(16, np.int32)
-        buf = np.empty(_TILED_TOKENS, np.float32)
-        for t0 in range(0, n_tokens, _TILED_TOKENS):
-            t1 = min(t0 + _TILED_TOKENS, n_tokens)
-            for r in range(r0, r1):
-                for t in range(t1 - t0):
-                    buf[t] = np.float32(0.0)
-                for b in range(nb):
-                    wb = (r * nb + b) * 210
-                    # unpack: value e = 128n + 32k + l (ggml's q6_K layout)
-                    for n in range(2):
-                        for l in range(32):
-                            ql0 = np.int32(w[wb + 64 * n + l])
-                            ql1 = np.int32(w[wb + 64 * n + l + 32])
-                            qh = np.int32(w[wb + 128 + 32 * n + l])
-                            e = 128 * n + l
-                            qw[e] = ((ql0 & 0xF) | ((qh & 3) << 4)) - 32
-                            qw[e + 32] = ((ql1 & 0xF) | (((qh >> 2) & 3) << 4)) - 32
-                            qw[e + 64] = ((ql0 >> 4) | (((qh >> 4) & 3) << 4)) - 32
-                            qw[e + 96] = ((ql1 >> 4) | (((qh >> 6) & 3) << 4)) - 32
-                    for j in range(16):
-                        s = np.int32(w[wb + 192 + j])
-                        sc[j] = s - 256 if s >= 128 else s
-                    for e in range(256):  # scale folded in: |q * scale| <= 4096, sums fit int32
-                        qw[e] = np.int32(qw[e] * sc[e >> 4])
-                    d = f16tab[np.int64(w[wb + 208]) | (np.int64(w[wb + 209]) << 8)]
-                    for t in range(t0, t1):
-                        xb = (t * nb + b) * 292
-                        dx = _u32_as_f32(np.uint32(xq[xb]) | (np.uint32(xq[xb + 1]) << np.uint32(8))
-                                         | (np.uint32(xq[xb + 2]) << np.uint32(16))
-                                         | (np.uint32(xq[xb + 3]) << np.uint32(24)))
-                        xs = xb + 4
-                        xv = xi[xs:xs + 256]  # a slice: indices provably >= 0, the loop vectorizes
-                        isum = np.int32(0)
-                        for e in range(256):
-                            isum = np.int32(isum + np.int32(qw[e] * np.int32(xv[e])))
-                        res = np.float32(np.float32(isum) * d)
-                        buf[t - t0] = _fma32(res, dx, buf[t - t0])
-                for t in range(t0, t1):
-                    out[t * n_rows + r] = buf[t - t0]
+        r0 = c * _PREFILL_ROWS_PER_CHUNK
+        matmul_q6_k_tiled_rows(w, n_rows, n_cols, xq, n_tokens, out, r0,
+                               min(r0 + _PREFILL_ROWS_PER_CHUNK, n_rows))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +89,8 @@ def llama_layer_token(x, pos, attn_norm, ffn_norm, wq, wk, wv, wo, wg, wu, wd, t
     types: int64[7] ggml types of wq, wk, wv, wo, wg, wu, wd (fast-path types; q/k/v and gate/up
     share a vec_dot_type); dims: int64[n_embd, n_head, n_head_kv, head_dim, n_ff, n_rot, neox,
     n_kv, slot, has_ff]; fl: float32[eps, freq_base, freq_scale, ext_factor, attn_factor, corr0,
-    corr1, kq_scale]; kc, vc: float32[cells * n_head_kv * head_dim] of the sequence's stream;
+    corr1, kq_scale]; kc, vc: uint16[cells * n_head_kv * head_dim], the F16 cells (bit patterns) of
+    the sequence's stream;
     mask: float32[n_kv]; buf: float32 scratch >= 4 n_embd + 2 n_q + 2 n_kv_dim + 3 n_ff; xq:
     uint8 scratch for the largest quantized activation; rope_scratch: float32[head_dim];
     att_scratch: float32[>= 64]. The caller checks every size.
@@ -167,9 +129,9 @@ def llama_layer_token(x, pos, attn_norm, ffn_norm, wq, wk, wv, wo, wg, wu, wd, t
     rope_f32(k, pos, 1, n_head_kv, hd, n_rot, neox, fl[1], fl[2], fl[3], fl[4], fl[5], fl[6],
              freq_factors, has_ff, rope_scratch)
     base = slot * n_kd
-    for i in range(n_kd):
-        kc[base + i] = round_f16(k[i])
-        vc[base + i] = round_f16(v[i])
+    for i in range(n_kd):  # ggml_set_rows into the F16 cache: round to nearest even
+        stf(kc, base + i, k[i])
+        stf(vc, base + i, v[i])
     attention_f16kv(q, kc, vc, mask, att, 1, n_head, n_head_kv, hd, hd, n_kv, fl[7],
                     np.float32(0.0), False, False, att_scratch, att_scratch, att_scratch)
     quantize_act(att, types[3], 1, n_q, xq)
@@ -249,9 +211,9 @@ def gemma3_layer_token(x, pos, norms, wq, wk, wv, wo, wg, wu, wd, types, dims, f
     for i in range(n_q):
         qn[i] = qn[i] * scale
     base = slot * n_kd
-    for i in range(n_kd):
-        kc[base + i] = round_f16(kn[i])
-        vc[base + i] = round_f16(v[i])
+    for i in range(n_kd):  # ggml_set_rows into the F16 cache: round to nearest even
+        stf(kc, base + i, kn[i])
+        stf(vc, base + i, v[i])
     attention_f16kv(qn, kc, vc, mask, att, 1, n_head, n_head_kv, hd, hd, n_kv, np.float32(1.0),
                     np.float32(0.0), False, False, att_scratch, att_scratch, att_scratch)
     quantize_act(att, types[3], 1, n_q, xq)

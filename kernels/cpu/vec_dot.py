@@ -218,6 +218,34 @@ def vec_dot_q6_k_q8_k(w, woff, x, xoff, nb):
 
 
 @njit(cache=True, nogil=True)
+def vec_dot_q6_k_tiled(w, woff, x, xoff, nb):
+    """Q6_K x Q8_K with the float steps of llama.cpp's tiled prompt kernel (ggml-cpu/tiled):
+    per super-block the exact integer sum isum, res = d_w * float(isum), sum = fma(res, d_x, sum)."""
+    s = np.float32(0.0)
+    for ib in range(nb):
+        bo = woff + ib * 210
+        xo = xoff + ib * 292
+        isum = 0
+        for j in range(2):
+            for l in range(32):
+                ql0 = np.int32(w[bo + 64 * j + l])
+                ql1 = np.int32(w[bo + 64 * j + l + 32])
+                qh = np.int32(w[bo + 128 + 32 * j + l])
+                e = 128 * j + l
+                q0 = ((ql0 & 15) | ((qh & 3) << 4)) - 32
+                q1 = ((ql1 & 15) | (((qh >> 2) & 3) << 4)) - 32
+                q2 = ((ql0 >> 4) | (((qh >> 4) & 3) << 4)) - 32
+                q3 = ((ql1 >> 4) | (((qh >> 6) & 3) << 4)) - 32
+                isum += (q0 * _s8(w[bo + 192 + e // 16]) * _s8(x[xo + 4 + e])
+                         + q1 * _s8(w[bo + 192 + (e + 32) // 16]) * _s8(x[xo + 4 + e + 32])
+                         + q2 * _s8(w[bo + 192 + (e + 64) // 16]) * _s8(x[xo + 4 + e + 64])
+                         + q3 * _s8(w[bo + 192 + (e + 96) // 16]) * _s8(x[xo + 4 + e + 96]))
+        res = np.float32(np.float32(isum) * _f16(w, bo + 208))
+        s = fma_f32(res, _f32(x, xo), s)
+    return s
+
+
+@njit(cache=True, nogil=True)
 def _fdot(w, woff, x, xoff, n, kind):
     """Float dot; kind 0 = F32, 1 = F16, 2 = BF16 (w and x in the same format). 32 FMA lanes over
     steps of 32 elements, reduced like simd._make_fdot, then the scalar FMA tail."""

@@ -360,3 +360,33 @@ def test_matmul_q_rows_on_row_ranges_equals_matmul_q(n_tokens):
     for r0, r1 in ((0, 7), (7, 30), (30, 40)):
         mm.matmul_q_rows(w, t, n_rows, n_cols, xq, n_tokens, parts, r0, r1)
     assert np.array_equal(full.view(np.uint32), parts.view(np.uint32))
+
+
+@pytest.mark.parametrize("name", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"])
+def test_prefill_tiles_equal_single_token_dots(name):
+    # prefill takes 2 rows x 8 or 4 tokens per step (odd last row, token tail of 1); each output must
+    # equal the one-token dot (proved bit-exact with llama.cpp above)
+    rng = np.random.default_rng(21)
+    n_rows, n_cols, n_tokens = 7, 64, 13
+    w = random_weight(rng, name, n_rows, n_cols)
+    w.setflags(write=False)  # as the model's mmap views
+    x = rng.standard_normal((n_tokens, n_cols)).astype(np.float32)
+    got = _run(name, w, n_rows, n_cols, x)
+    for t in range(n_tokens):
+        one = _run(name, w, n_rows, n_cols, np.ascontiguousarray(x[t]))
+        assert np.array_equal(got[t].view(np.uint32), one.view(np.uint32))
+
+
+def test_decode_q8_0_row_groups_equal_portable_dot():
+    # one token: Q8_0 rows go 8 at a time through the AVX-512 tile where the host has it, the
+    # rest two at a time; each must equal the portable vec_dot (bit-exact with llama.cpp above)
+    rng = np.random.default_rng(22)
+    n_rows, n_cols = 19, 96
+    w = random_weight(rng, "Q8_0", n_rows, n_cols)
+    w.setflags(write=False)
+    x = rng.standard_normal(n_cols).astype(np.float32)
+    got = _run("Q8_0", w, n_rows, n_cols, x)
+    xq = np.empty(mm.act_nbytes(FAST["Q8_0"], 1, n_cols), np.uint8)
+    mm.quantize_act(x, FAST["Q8_0"], 1, n_cols, xq)
+    want = np.array([vec_dot.vec_dot_q8_0_q8_0(w, r * 3 * 34, xq, 0, 3) for r in range(n_rows)], np.float32)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -138,6 +138,18 @@ def test_quantize_matches_gguf_py_on_any_finite_blocks(x, ggml_type):
     np.testing.assert_array_equal(quantize(x, ggml_type), ref)
 
 
+@pytest.mark.parametrize("ggml_type", [2, 3, 6, 7], ids=_name)
+def test_quantize_subnormal_scale_whose_inverse_overflows_matches_gguf_py(ggml_type):
+    # d = 1.85e-41 / 15 is subnormal, 1 / d overflows to inf: (x - min) * inf gives inf or NaN,
+    # which the float -> int conversion turns into 0 (hypothesis found this block)
+    x = np.zeros(32, np.float32)
+    x[[3, 17]] = np.float32(1.85e-41)
+    x[9] = np.float32(-4e-42)
+    with np.errstate(all="ignore"):
+        ref = gq.quantize(x.reshape(1, -1), GGMLQuantizationType(ggml_type)).reshape(-1)
+    np.testing.assert_array_equal(quantize(x, ggml_type), ref)
+
+
 @pytest.mark.parametrize("ggml_type", [2, 6], ids=_name)
 def test_quantize_all_zero_block_takes_ggml_sign_not_gguf_py(ggml_type):
     # quantize_row_q4_0_ref / q5_0_ref start from max = 0.0f and replace it only on a strictly

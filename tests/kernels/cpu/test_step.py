@@ -59,3 +59,18 @@ def test_tiled_q6_k_twin_is_bit_identical(n_rows, n_cols, n_tokens):
     ops.matmul_q6_k_tiled(w, n_rows, n_cols, xq, n_tokens, ref, F16)
     step.matmul_q6_k_tiled(w, n_rows, n_cols, xq, n_tokens, got, F16)
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+
+
+def test_portable_tiled_q6_k_dot_is_bit_identical():
+    """kernels.cpu.vec_dot.vec_dot_q6_k_tiled (hosts without AVX2) against ops.matmul_q6_k_tiled."""
+    from kernels.cpu import vec_dot
+
+    rng = np.random.default_rng(7)
+    n_rows, n_cols, n_tokens = 3, 512, 2
+    w = random_weight(rng, "Q6_K", n_rows, n_cols)
+    xq = _act(rng, FAST["Q6_K"], n_tokens, n_cols)
+    ref = np.empty(n_tokens * n_rows, np.float32)
+    ops.matmul_q6_k_tiled(w, n_rows, n_cols, xq, n_tokens, ref, F16)
+    got = np.array([vec_dot.vec_dot_q6_k_tiled(w, r * 420, xq, t * 584, 2)
+                    for t in range(n_tokens) for r in range(n_rows)], np.float32)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
