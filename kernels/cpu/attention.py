@@ -6,8 +6,9 @@ the float operations of ops.attention_f16kv in the same order (q rounded to F16,
 mask, ggml_v_expf in blocks of 16 summed into a double, probabilities rounded to F16, kqv).
 
 What differs is how the work is laid out:
-- the (token, head) pairs are split into at most 32 contiguous chunks run by `prange`; each
-  chunk allocates its scratch once, nothing is allocated per pair or per cell;
+- the (token, head) pairs are dealt round-robin into at most 32 chunks run by `prange` (so the
+  causal mask's growing rows spread evenly over the threads); each chunk takes its scratch once,
+  nothing is allocated per pair or per cell;
 - kqv walks V row by row (contiguous head_dim_v values per cell) into `lanes x head_dim_v`
   accumulators instead of reading V column-wise with a stride of a whole cache row; each
   accumulator still sees its cells in increasing order, so every FMA chain is unchanged, and the
@@ -350,9 +351,8 @@ def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
     """Masked GQA attention, one ubatch: arguments and results exactly as
     kernels.cpu.ops.attention_f16kv (sizes are checked by the caller; scores, q16 and lanes are
     unused here; lanes: see workspace_nbytes). k_cache/v_cache: uint16 F16 bits or float32 F16
-    values. The (token, head) pairs
-    run in parallel in up to _MAX_CHUNKS contiguous chunks (numba.get_num_threads() here would
-    stop Numba caching the function)."""
+    values. The (token, head) pairs run in parallel in up to _MAX_CHUNKS interleaved chunks
+    (numba.get_num_threads() here would stop Numba caching the function)."""
     n_chunks = min(_MAX_CHUNKS, n_tokens * n_head)
     for c in prange(n_chunks):
         _chunk(c, n_chunks, q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
@@ -397,9 +397,9 @@ def _chunk(c, n_chunks, q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head
         ln = np.empty(64, dtype=np.float32)
         acc = np.empty(64 * head_dim_v, dtype=np.float32)
         dacc = np.empty(head_dim_v, dtype=np.float64)
-    p0 = c * n_pairs // n_chunks
-    p1 = (c + 1) * n_pairs // n_chunks
-    for p in range(p0, p1):
+    # pairs c, c + n_chunks, ...: with a causal mask token t reads t + 1 cells, so contiguous
+    # chunks would leave the thread holding the last tokens with most of the work
+    for p in range(c, n_pairs, n_chunks):
         t = p // n_head
         h = p - t * n_head
         _pair(q, k_cache, v_cache, mask, out, t, h, n_head, n_gqa, head_dim_k, head_dim_v,
