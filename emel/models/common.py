@@ -17,6 +17,7 @@ import numpy as np
 from kernels.cpu import attention as _attention
 from kernels.cpu import matmul as _km
 from kernels.cpu import ops
+from kernels.cpu import rows
 from kernels.cpu import quants as _kq
 
 from ..errors import AllocationError, BatchError, ModelError, UnsupportedError
@@ -271,8 +272,9 @@ def rms_norm(x: np.ndarray, w: np.ndarray | None, eps: float, out: np.ndarray | 
     if out is None:
         out = np.empty_like(x)
     has_w = w is not None
-    ops.rms_norm_f32(x.reshape(-1), w if has_w else _EMPTY_F32, out.reshape(-1), n_rows, n_cols,
-                     np.float32(eps), has_w)
+    norm = rows.rms_norm_rows_f32 if n_rows >= PARALLEL_MIN_ROWS else ops.rms_norm_f32
+    norm(x.reshape(-1), w if has_w else _EMPTY_F32, out.reshape(-1), n_rows, n_cols,
+         np.float32(eps), has_w)
     return out
 
 
@@ -280,13 +282,18 @@ def rope(x: np.ndarray, pos: np.ndarray, rp: RopeParams, scratch: np.ndarray) ->
     """ggml_rope_ext in place on x: float32[n_tokens, n_head, head_dim]."""
     n_tokens, n_head, head_dim = x.shape
     ff = rp.freq_factors
-    ops.rope_f32(x.reshape(-1), pos, n_tokens, n_head, head_dim, rp.n_rot, rp.neox,
-                 np.float32(rp.freq_base), np.float32(rp.freq_scale), np.float32(rp.ext_factor),
-                 np.float32(rp.attn_factor), np.float32(rp.corr0), np.float32(rp.corr1),
-                 ff if ff is not None else _EMPTY_F32, ff is not None, scratch)
+    args = (x.reshape(-1), pos, n_tokens, n_head, head_dim, rp.n_rot, rp.neox,
+            np.float32(rp.freq_base), np.float32(rp.freq_scale), np.float32(rp.ext_factor),
+            np.float32(rp.attn_factor), np.float32(rp.corr0), np.float32(rp.corr1),
+            ff if ff is not None else _EMPTY_F32, ff is not None)
+    if n_tokens >= PARALLEL_MIN_ROWS:
+        rows.rope_rows_f32(*args)
+    else:
+        ops.rope_f32(*args, scratch)
 
 
 _EMPTY_F32 = np.zeros(1, dtype=np.float32)
+PARALLEL_MIN_ROWS = 4  # ubatches of this many tokens run the row-wise ops over all threads
 F16_TABLE = ops.f16_table()
 GELU_TABLE = ops.gelu_f16_table()
 
@@ -294,7 +301,12 @@ GELU_TABLE = ops.gelu_f16_table()
 def gelu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     """ggml_geglu_split: gelu_tanh(gate) * up with ggml's F16 GELU table."""
     out = np.empty_like(gate)
-    ops.geglu_f32(gate.reshape(-1), up.reshape(-1), out.reshape(-1), gate.size, GELU_TABLE)
+    n_rows = gate.shape[0] if gate.ndim == 2 else 1
+    if n_rows >= PARALLEL_MIN_ROWS and gate.ndim == 2 and up.shape == gate.shape:
+        rows.geglu_rows_f32(np.ascontiguousarray(gate).reshape(-1), np.ascontiguousarray(up).reshape(-1),
+                            out.reshape(-1), n_rows, gate.shape[1], GELU_TABLE)
+    else:
+        ops.geglu_f32(gate.reshape(-1), up.reshape(-1), out.reshape(-1), gate.size, GELU_TABLE)
     return out
 
 
@@ -304,8 +316,8 @@ def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     gate = np.ascontiguousarray(gate, dtype=np.float32)
     up = np.ascontiguousarray(up, dtype=np.float32)
     out = np.empty((n_rows, n_cols), dtype=np.float32)
-    ops.swiglu_f32(gate.reshape(-1), up.reshape(-1), out.reshape(-1), n_rows, n_cols,
-                   n_cols, n_cols)
+    glu = rows.swiglu_rows_f32 if n_rows >= PARALLEL_MIN_ROWS else ops.swiglu_f32
+    glu(gate.reshape(-1), up.reshape(-1), out.reshape(-1), n_rows, n_cols, n_cols, n_cols)
     return out
 
 

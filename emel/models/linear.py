@@ -16,6 +16,7 @@ import numpy as np
 from kernels.cpu import matmul as _km
 from kernels.cpu import ops as _ops
 from kernels.cpu import quants as _kq
+from kernels.cpu import rows as _rows
 from kernels.cpu import step as _step
 
 from ..errors import ModelError, UnsupportedError
@@ -24,6 +25,7 @@ from ..gguf import GGMLType, block_size, row_nbytes
 
 # ggml_tiled_min_batch: the tiled path serves src1 with >= 8 rows (ggml-cpu/tiled/tiled.cpp)
 _TILED_MIN_ROWS = 8
+_PARALLEL_MIN_ROWS = 4  # activations of this many tokens are quantized over all threads
 _F16 = _ops.f16_table()
 
 
@@ -74,7 +76,7 @@ class Linear:
             t = int(self.ggml_type)
             n = x.shape[0]
             xq = np.empty(_km.act_nbytes(t, n, self.n_cols), dtype=np.uint8)
-            _km.quantize_act(x.reshape(-1), t, n, self.n_cols, xq)
+            _quantize_act(x, t, n, self.n_cols, xq)
             _km.matmul_q(self.data, t, self.n_rows, self.n_cols, xq, n, out.reshape(-1))
             return out
         try:
@@ -88,7 +90,7 @@ class Linear:
         if x.shape[1] != self.n_cols:
             raise UnsupportedError(f"tensor {self.name}: x has {x.shape[1]} columns, expected {self.n_cols}")
         xq = np.empty(_km.act_nbytes(int(self.ggml_type), n, self.n_cols), dtype=np.uint8)
-        _km.quantize_act(x.reshape(-1), int(self.ggml_type), n, self.n_cols, xq)
+        _quantize_act(x, int(self.ggml_type), n, self.n_cols, xq)
         _step.matmul_q6_k_tiled(self.data, self.n_rows, self.n_cols, xq, n, out.reshape(-1), _F16)
         return out
 
@@ -114,6 +116,14 @@ class Linear:
         return dequantize(sel, self.ggml_type, len(ids) * self.n_cols).reshape(len(ids), self.n_cols)
 
 
+def _quantize_act(x: np.ndarray, t: int, n: int, n_cols: int, xq: np.ndarray) -> None:
+    """matmul.quantize_act, its tokens over all threads for a multi-token ubatch (same bits)."""
+    if n >= _PARALLEL_MIN_ROWS:
+        _rows.quantize_act_rows(x.reshape(-1), t, n, n_cols, xq, _km.act_nbytes(t, 1, n_cols))
+    else:
+        _km.quantize_act(x.reshape(-1), t, n, n_cols, xq)
+
+
 def _groupable(ws, n_tokens: int) -> bool:
     w0 = ws[0]
     for w in ws:
@@ -137,7 +147,7 @@ def matmul_group(ws: list[Linear], x: np.ndarray) -> list[np.ndarray]:
     w0 = ws[0]
     t0 = int(w0.ggml_type)
     xq = np.empty(_km.act_nbytes(t0, n, w0.n_cols), dtype=np.uint8)
-    _km.quantize_act(x.reshape(-1), t0, n, w0.n_cols, xq)
+    _quantize_act(x, t0, n, w0.n_cols, xq)
     outs = [np.empty((n, w.n_rows), dtype=np.float32) for w in ws]
     a = [(w.data, int(w.ggml_type), w.n_rows, o.reshape(-1)) for w, o in zip(ws, outs)]
     if len(a) == 2:
