@@ -1,9 +1,10 @@
-"""A GGUF array of strings kept as its bytes: what a 262k-token vocabulary costs in memory.
+"""Strings kept packed (bytes back to back plus offsets): what a 262k-token vocabulary costs.
 
 A `list[str]` of Gemma-3's 262,144 token texts holds 22 MB of Python objects for 3 MB of text,
-for as long as the metadata lives. `StringArray` keeps the bytes back to back with their offsets
-and decodes an item when it is read (UTF-8 with 'surrogateescape', like emel.gguf.read's lists).
-The tokenizer takes the bytes directly (`to_bytes`), so no `str` of the vocabulary is ever made.
+for as long as the metadata lives. `PackedBytes` keeps the bytes back to back with their
+offsets and makes an item when it is read; `StringArray` (a GGUF array of strings as the model
+loader reads it) decodes items as UTF-8 with 'surrogateescape', like emel.gguf.read's lists.
+The tokenizer indexes the packed bytes directly, so no object per token is ever made.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from typing import Iterator
 import numpy as np
 
 
-class StringArray(Sequence):
-    """Strings `data[offsets[i]:offsets[i + 1]]`, read as `str`; equal to a list of the same strs."""
+class PackedBytes(Sequence):
+    """Items `data[offsets[i]:offsets[i + 1]]` as bytes; equal to a list of the same items."""
 
     __slots__ = ("data", "offsets")
 
     def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
-        self.data = data  # uint8[total]: the strings' bytes back to back (owned, not a file map)
-        self.offsets = offsets  # int64[n + 1]: start of each string, then the total
+        self.data = data  # uint8[total]: the items' bytes back to back (owned, not a file map)
+        self.offsets = offsets  # int64[n + 1]: start of each item, then the total
+
+    def _item(self, b: bytes):
+        return b
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -34,32 +38,43 @@ class StringArray(Sequence):
         if i < 0:
             i += n
         if not 0 <= i < n:
-            raise IndexError(f"string index {i} out of range for {n} strings")
-        return self.data[self.offsets[i]:self.offsets[i + 1]].tobytes().decode("utf-8", "surrogateescape")
+            raise IndexError(f"index {i} out of range for {n} strings")
+        return self._item(self.data[self.offsets[i]:self.offsets[i + 1]].tobytes())
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.tolist())
+    def __iter__(self) -> Iterator:
+        item = self._item
+        for b in self.to_bytes():
+            yield item(b)
 
     def __eq__(self, other) -> bool:
-        if isinstance(other, StringArray):
+        if type(other) is type(self):
             return (np.array_equal(self.offsets, other.offsets)
                     and np.array_equal(self.data, other.data))
         if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
-            return len(other) == len(self) and self.tolist() == list(other)
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
         return NotImplemented
 
     __hash__ = None  # mutable-sequence semantics, like the list it stands for
 
     def __repr__(self) -> str:
         head = ", ".join(repr(s) for s in self[:3])
-        return f"StringArray([{head}{', ...' if len(self) > 3 else ''}], n={len(self)})"
+        return f"{type(self).__name__}([{head}{', ...' if len(self) > 3 else ''}], n={len(self)})"
 
     def to_bytes(self) -> list[bytes]:
-        """Every string as the bytes stored in the file."""
+        """Every item as its stored bytes (a new list)."""
         raw = self.data.tobytes()
         o = self.offsets.tolist()
         return [raw[o[i]:o[i + 1]] for i in range(len(o) - 1)]
 
-    def tolist(self) -> list[str]:
-        """Every string decoded (a new list)."""
-        return [b.decode("utf-8", "surrogateescape") for b in self.to_bytes()]
+    def tolist(self) -> list:
+        """Every item (a new list)."""
+        return list(self)
+
+
+class StringArray(PackedBytes):
+    """A GGUF array of strings: items decode as UTF-8 ('surrogateescape' keeps any bytes)."""
+
+    __slots__ = ()
+
+    def _item(self, b: bytes) -> str:
+        return b.decode("utf-8", "surrogateescape")

@@ -14,6 +14,8 @@ from typing import Iterator
 import numpy as np
 from numba import njit
 
+from ..gguf.strings import PackedBytes
+
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
@@ -52,42 +54,11 @@ def build_packed(data: np.ndarray, offsets: np.ndarray, values: np.ndarray | Non
     return StrTab(data, offsets, np.ascontiguousarray(values, dtype=np.int32), slots)
 
 
-class Texts(Sequence):
+class Texts(PackedBytes):
     """The strings of a StrTab as `bytes`, made on access: a vocabulary's texts without one Python
     object per token (262k token texts as a list of bytes hold 13 MB; here they stay 3 MB)."""
 
-    __slots__ = ("data", "offsets")
-
-    def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
-        self.data = data  # uint8[total]: the strings back to back
-        self.offsets = offsets  # int64[n + 1]: start of each string, then the total
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self)
-        i = int(i)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"token index {i} out of range for {n} strings")
-        return self.data[self.offsets[i]:self.offsets[i + 1]].tobytes()
-
-    def __iter__(self) -> Iterator[bytes]:
-        raw = self.data.tobytes()
-        o = self.offsets.tolist()
-        for i in range(len(o) - 1):
-            yield raw[o[i]:o[i + 1]]
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
-            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
-        return NotImplemented
-
-    __hash__ = None
+    __slots__ = ()
 
 
 class Index(Mapping):
