@@ -354,6 +354,25 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.
 _SCRATCH = np.zeros(64, dtype=np.float32)  # the attention kernels' unused scratch arguments
 
 
+def step_buffers(hp: HParams, w, kv, fusable, n_f32: int):
+    """What a compiled one-token layer step needs, or None when the eager graph must run: every
+    layer fusable (checked once per weights), the token's cells per layer (kv.token_cells) and
+    the decode arena's scratch: (cells, f32 scratch of n_f32 values, activation bytes, lanes)."""
+    fused = getattr(w, "_fused", None)
+    if fused is None:
+        fused = w._fused = all(fusable(hp, L) for L in w.layers)
+    if not fused:
+        return None
+    cells = [kv.token_cells(il) for il in range(hp.n_layer)]
+    if cells[0] is None:
+        return None
+    n_q = hp.n_head * hp.n_embd_head_k
+    buf = kv.buffer("step_f32", n_f32, np.float32)
+    xq = kv.buffer("step_xq", 4 * max(hp.n_embd, n_q, hp.n_ff) + 64, np.uint8)  # >= any act_nbytes
+    att = kv.buffer("step_att", 64, np.float32)
+    return cells, buf, xq, att
+
+
 def token_row(tok_embd: Linear, token: int, kv) -> np.ndarray | None:
     """ggml_get_rows of one token id into the decode arena's `inp` row: float32[1, n_embd], or
     None when the table's type has no row kernel (the caller then uses Linear.rows)."""

@@ -174,19 +174,12 @@ def _fusable(hp: HParams, L: Layer) -> bool:
 def _decode_token(hp: HParams, w: Weights, ubatch, kv, x: np.ndarray) -> bool:
     """One token through every layer, one compiled call per layer; x: float32[1, n_embd] is
     updated in place. False (x untouched) when a layer needs the eager graph."""
-    fused = getattr(w, "_fused", None)
-    if fused is None:
-        fused = w._fused = all(_fusable(hp, L) for L in w.layers)
-    if not fused:
-        return False
-    cells = [kv.token_cells(il) for il in range(hp.n_layer)]
-    if cells[0] is None:
-        return False
-    hd, n_ff, n_embd = hp.n_embd_head_k, hp.n_ff, hp.n_embd
+    hd = hp.n_embd_head_k
     n_q, n_kd = hp.n_head * hd, hp.n_head_kv * hd
-    buf = kv.buffer("step_f32", 4 * n_embd + 3 * n_q + 3 * n_kd + 3 * n_ff, np.float32)
-    xq = kv.buffer("step_xq", 4 * max(n_embd, n_q, n_ff) + 64, np.uint8)  # >= any act_nbytes
-    att = kv.buffer("step_att", 64, np.float32)
+    step = C.step_buffers(hp, w, kv, _fusable, 4 * hp.n_embd + 3 * n_q + 3 * n_kd + 3 * hp.n_ff)
+    if step is None:
+        return False
+    cells, buf, xq, att = step
     x1 = x.reshape(-1)
     for il, L in enumerate(w.layers):
         norms, types, dims, fl = _layer_args(hp, L, il, kv)
