@@ -136,6 +136,11 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--llama-cpp-python", type=Path, default=None,
                     help="python with llama_cpp for the llama.cpp worker (default: this python "
                          f"if it has llama_cpp, else {DEFAULT_LLAMA_CPP_PYTHON})")
+    ap.add_argument("--llama-cpp-flash-attn", choices=("off", "auto", "both"), default="both",
+                    help="llama.cpp's attention: off (llama-cpp-python's Llama default and the "
+                         "non-flash path whose numbers emel reproduces), auto (llama.cpp's own "
+                         "default: flash attention where supported), or both side by side "
+                         "(ratios against each; the first is off)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--omp-wait-policy", choices=("passive", "active"), default=None,
                     help="set OMP_WAIT_POLICY for both engines (OpenMP threads that spin while "
@@ -180,17 +185,19 @@ def bench_model(name: str, args: argparse.Namespace, log: Callable[[str], None])
     runners: list[Runner] = [emel_runner]
     extra: dict[str, Any] = {"path": str(path), "file_bytes": path.stat().st_size,
                              "emel_load_s": emel_runner.load_s, "n_ctx": emel_runner.n_ctx}
-    llama = None
+    llamas: list[LlamaCppRunner] = []
     if args.vs_llama_cpp and not args.latency_only:
         python = llama_cpp_python(args.llama_cpp_python)
-        log(f"[{label}] starting the llama.cpp worker ({python})")
-        llama = LlamaCppRunner(python, path, n_ctx, args.batch_size, args.ubatch_size,
-                               threads[0], args.device)
-        if llama.info["n_vocab"] != emel_runner.n_vocab:
-            raise SystemExit(f"{label}: llama.cpp has n_vocab {llama.info['n_vocab']}, "
-                             f"emel {emel_runner.n_vocab}")
-        extra["llama_cpp"] = llama.info
-        runners.append(llama)
+        for name_fa, fa in _llama_cpp_configs(args.llama_cpp_flash_attn):
+            log(f"[{label}] starting the {name_fa} worker ({python}, flash_attn_type {fa})")
+            llama = LlamaCppRunner(python, path, n_ctx, args.batch_size, args.ubatch_size,
+                                   threads[0], args.device, flash_attn_type=fa, name=name_fa)
+            llamas.append(llama)
+            if llama.info["n_vocab"] != emel_runner.n_vocab:
+                raise SystemExit(f"{label}: llama.cpp has n_vocab {llama.info['n_vocab']}, "
+                                 f"emel {emel_runner.n_vocab}")
+            extra[_ENGINE_KEYS[name_fa]] = llama.info
+            runners.append(llama)
     rng = np.random.default_rng(args.seed)
     results: list[TestResult] = []
     try:
@@ -208,7 +215,7 @@ def bench_model(name: str, args: argparse.Namespace, log: Callable[[str], None])
                 results += run_test(runners, label, kind, tokens, args.batch_size,
                                     args.repetitions, t, log)
     finally:
-        if llama is not None:
+        for llama in llamas:
             llama.close()
     extra["threading_layer"] = emel_runner.threading_layer()
     extra["kv_bytes_f16"] = emel_runner.kv_bytes_f16
@@ -323,15 +330,32 @@ def llama_cpp_python(explicit: Path | None) -> str:
                      f"{DEFAULT_LLAMA_CPP_PYTHON} does not exist; pass --llama-cpp-python PATH")
 
 
+# llama_flash_attn_type: LLAMA_FLASH_ATTN_TYPE_AUTO = -1, _DISABLED = 0
+FLASH_ATTN_OFF, FLASH_ATTN_AUTO = 0, -1
+# engine name -> the key of its figures in the JSON lines / plans ("llama_cpp_tok_s", ...)
+_ENGINE_KEYS = {"llama.cpp": "llama_cpp", "llama.cpp-fa": "llama_cpp_fa"}
+
+
+def _llama_cpp_configs(choice: str) -> list[tuple[str, int]]:
+    """(engine name, flash_attn_type) of the llama.cpp workers to run; the first is the one
+    `ratio` compares against."""
+    if choice == "off":
+        return [("llama.cpp", FLASH_ATTN_OFF)]
+    if choice == "auto":
+        return [("llama.cpp", FLASH_ATTN_AUTO)]
+    return [("llama.cpp", FLASH_ATTN_OFF), ("llama.cpp-fa", FLASH_ATTN_AUTO)]
+
+
 class LlamaCppRunner:
     """llama.cpp in a worker process (llama-cpp-python's low-level API): one JSON line per run."""
 
-    name = "llama.cpp"
-
     def __init__(self, python: str, path: Path, n_ctx: int, n_batch: int, n_ubatch: int,
-                 threads: int, device: str) -> None:
+                 threads: int, device: str, flash_attn_type: int = FLASH_ATTN_OFF,
+                 name: str = "llama.cpp") -> None:
+        self.name = name
         cfg = {"model": str(path), "n_ctx": n_ctx, "n_batch": n_batch, "n_ubatch": n_ubatch,
-               "threads": threads, "n_gpu_layers": 999 if device == "cuda" else 0}
+               "threads": threads, "n_gpu_layers": 999 if device == "cuda" else 0,
+               "flash_attn_type": flash_attn_type}
         self.proc = subprocess.Popen([python, "-c", WORKER_SRC, json.dumps(cfg)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, bufsize=1)
@@ -392,6 +416,7 @@ if not model:
 cp = L.llama_context_default_params()
 cp.n_ctx, cp.n_batch, cp.n_ubatch = cfg["n_ctx"], cfg["n_batch"], cfg["n_ubatch"]
 cp.n_threads = cp.n_threads_batch = cfg["threads"]
+cp.flash_attn_type = cfg.get("flash_attn_type", 0)
 cp.no_perf = True
 ctx = L.llama_init_from_model(model, cp)
 if not ctx:
@@ -540,6 +565,7 @@ def measure_latency(path: Path, label: str, n_ctx: int, threads: int, device: st
            "tokens_agree_cold_warm": cold["tokens"] == warm["tokens"]}
     if llama_python is not None:
         lc = dict(cfg, n_batch=2048, n_ubatch=512, n_gpu_layers=999 if device == "cuda" else 0,
+                  flash_attn_type=FLASH_ATTN_OFF,
                   first_token={"text": _LATENCY_TEXT, "n_prompt": N_LATENCY_PROMPT})
         ref = _spawn([llama_python, "-c", WORKER_SRC, json.dumps(lc)], {})
         out["llama_cpp_s"] = ref["first_s"]
@@ -609,15 +635,23 @@ def _label(name: str, path: Path) -> str:
 
 def _pairs(results: Sequence[TestResult]):
     """(emel result, llama.cpp result or None) per model and test, in run order."""
-    ref = {(r.model, r.test, r.threads): r for r in results if r.engine == "llama.cpp"}
-    return [(r, ref.get((r.model, r.test, r.threads))) for r in results if r.engine == "emel"]
+    return [(r, refs.get("llama.cpp")) for r, refs in _refs(results)]
+
+
+def _refs(results: Sequence[TestResult]):
+    """(emel result, {llama.cpp engine name: its result}) per model and test, in run order."""
+    by_key: dict = {}
+    for r in results:
+        if r.engine != "emel":
+            by_key.setdefault((r.model, r.test, r.threads), {})[r.engine] = r
+    return [(r, by_key.get((r.model, r.test, r.threads), {})) for r in results if r.engine == "emel"]
 
 
 def json_lines(results, latencies, machine, extras) -> list[dict]:
     """One dict per model and test (emel's numbers, llama.cpp's and the ratio beside), then one
     per latency run."""
     lines = []
-    for r, ref in _pairs(results):
+    for r, refs in _refs(results):
         med, lo, hi = r.tok_s()
         ex = extras.get(r.model, {})
         d = {"model": r.model, "test": r.test, "threads": r.threads, "tok_s": med,
@@ -630,13 +664,14 @@ def json_lines(results, latencies, machine, extras) -> list[dict]:
              "loadavg_start": machine["loadavg_start"], "loadavg_end": machine["loadavg_end"]}
         if "llama_cpp" in ex:
             d.update(llama_cpp_version=ex["llama_cpp"]["version"],
-                     llama_cpp_flash_attn_type=ex["llama_cpp"]["flash_attn_type"],
                      llama_cpp_system_info=ex["llama_cpp"]["system_info"])
-        if ref is not None:
+        for engine, ref in refs.items():
+            k = _ENGINE_KEYS.get(engine, engine)
             rmed, rlo, rhi = ref.tok_s()
-            d.update(llama_cpp_tok_s=rmed, llama_cpp_tok_s_min=rlo, llama_cpp_tok_s_max=rhi,
-                     llama_cpp_samples_ns=[int(s * 1e9) for s in ref.samples_s],
-                     ratio=med / rmed)
+            d.update({f"{k}_tok_s": rmed, f"{k}_tok_s_min": rlo, f"{k}_tok_s_max": rhi,
+                      f"{k}_samples_ns": [int(s * 1e9) for s in ref.samples_s],
+                      f"{k}_flash_attn_type": ex.get(k, {}).get("flash_attn_type"),
+                      "ratio" if k == "llama_cpp" else f"ratio_{k[len('llama_cpp_'):]}": med / rmed})
         lines.append(d)
     for lat in latencies:
         lines.append(dict(lat, commit=machine["commit"], date=machine["date"]))
@@ -652,17 +687,24 @@ def format_table(results, latencies, machine, extras) -> str:
         rows.append(f"{name}: Numba threading layer {ex.get('threading_layer')}, "
                     f"n_ctx {ex.get('n_ctx')}, "
                     f"emel load {ex.get('emel_load_s', 0):.2f} s"
-                    + (f"; llama.cpp {ex['llama_cpp']['version']} (flash_attn_type "
-                       f"{ex['llama_cpp']['flash_attn_type']})" if "llama_cpp" in ex else ""))
+                    + "".join(f"; {e} {ex[k]['version']} (flash_attn_type "
+                              f"{ex[k]['flash_attn_type']})" for e, k in _ENGINE_KEYS.items()
+                              if k in ex))
+    fa = any("llama.cpp-fa" in refs for _, refs in _refs(results))
     if results:
         rows += ["", "| model | test | threads | emel tok/s (min - max) | llama.cpp tok/s "
-                 "(min - max) | emel / llama.cpp |", "|---|---|---:|---:|---:|---:|"]
-    for r, ref in _pairs(results):
+                 "(min - max) | emel / llama.cpp |"
+                 + (" llama.cpp flash-attn auto tok/s | emel / that |" if fa else ""),
+                 "|---|---|---:|---:|---:|---:|" + ("---:|---:|" if fa else "")]
+    for r, refs in _refs(results):
         med, lo, hi = r.tok_s()
-        cell = "-" if ref is None else "%.2f (%.2f - %.2f)" % ref.tok_s()
-        ratio = "-" if ref is None else f"{med / ref.tok_s()[0]:.3f}"
-        rows.append(f"| {r.model} | {r.test} | {r.threads} | {med:.2f} ({lo:.2f} - {hi:.2f}) "
-                    f"| {cell} | {ratio} |")
+        row = f"| {r.model} | {r.test} | {r.threads} | {med:.2f} ({lo:.2f} - {hi:.2f}) |"
+        for engine in ("llama.cpp", "llama.cpp-fa") if fa else ("llama.cpp",):
+            ref = refs.get(engine)
+            cell = "-" if ref is None else "%.2f (%.2f - %.2f)" % ref.tok_s()
+            ratio = "-" if ref is None else f"{med / ref.tok_s()[0]:.3f}"
+            row += f" {cell} | {ratio} |"
+        rows.append(row)
     for lat in latencies:
         rows += ["", _latency_line(lat)]
     return "\n".join(rows)
@@ -689,8 +731,8 @@ def write_plans(path: Path, results, latencies, machine, extras) -> None:
     """Merge this run's rows into plans/benchmarks.md (rows of other models and tests stay)."""
     data = read_plans_data(path)
     for d in json_lines(results, [], machine, extras):
-        d.pop("samples_ns", None)
-        d.pop("llama_cpp_samples_ns", None)
+        for k in [k for k in d if k.endswith("samples_ns")]:
+            d.pop(k)
         data["throughput"][f"{d['model']}|{d['test']}|{d['threads']}|{d['omp_wait_policy']}"] = d
     for lat in latencies:
         data["latency"][lat["model"]] = dict(lat, commit=machine["commit"], date=machine["date"])
@@ -720,6 +762,9 @@ def render_plans(data: dict) -> str:
            "(min - max beside); emel and llama.cpp (llama-cpp-python, same tokens, same threads) "
            "run alternately in the same invocation, so a ratio compares runs under the same "
            "machine load. The machine is shared: absolute figures are noisy, ratios less so. "
+           "`llama.cpp` runs with flash attention off: llama-cpp-python's `Llama` default and the "
+           "attention whose numbers emel reproduces bit for bit; `llama.cpp flash-attn auto` is "
+           "llama.cpp's own context default (a flash-attention kernel with other numerics). "
            "For scale, llama.cpp (llama-cpp-python 0.3.36, 2 threads) on this machine when quiet: "
            "SmolLM2-135M pp512 221 tok/s, tg128 77 tok/s; Gemma-3-270M pp512 375, tg128 38.", "",
            f"Last run: {mc.get('date')}, commit {mc.get('commit')}, {mc.get('nproc')} cores "
@@ -727,18 +772,22 @@ def render_plans(data: dict) -> str:
            f"{mc.get('loadavg_end')} at end.", "",
            "## Throughput (like llama-bench: ppN prefill, tgN decode)", "",
            "| model | test | threads | emel tok/s (min - max) | llama.cpp tok/s (min - max) | "
-           "emel / llama.cpp | Numba layer | OMP_WAIT_POLICY | load avg start / end | date | commit |",
-           "|---|---|---:|---:|---:|---:|---|---|---|---|---|"]
+           "emel / llama.cpp | llama.cpp flash-attn auto tok/s | emel / that | Numba layer | "
+           "OMP_WAIT_POLICY | load avg start / end | date | commit |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|"]
     rows = sorted(data["throughput"].values(),
                   key=lambda d: (d["model"], d["test"], -d["threads"], str(d.get("omp_wait_policy"))))
     for d in rows:
-        ref = ratio = "-"
-        if "llama_cpp_tok_s" in d:
-            ref = (f"{d['llama_cpp_tok_s']:.2f} ({d['llama_cpp_tok_s_min']:.2f} - "
-                   f"{d['llama_cpp_tok_s_max']:.2f})")
-            ratio = f"{d['ratio']:.3f}"
+        cells = ""
+        for k, rk in (("llama_cpp", "ratio"), ("llama_cpp_fa", "ratio_fa")):
+            ref = ratio = "-"
+            if f"{k}_tok_s" in d:
+                ref = (f"{d[f'{k}_tok_s']:.2f} ({d[f'{k}_tok_s_min']:.2f} - "
+                       f"{d[f'{k}_tok_s_max']:.2f})")
+                ratio = f"{d[rk]:.3f}"
+            cells += f" {ref} | {ratio} |"
         out.append(f"| {d['model']} | {d['test']} | {d['threads']} | {d['tok_s']:.2f} "
-                   f"({d['tok_s_min']:.2f} - {d['tok_s_max']:.2f}) | {ref} | {ratio} | "
+                   f"({d['tok_s_min']:.2f} - {d['tok_s_max']:.2f}) |{cells} "
                    f"{d.get('threading_layer')} | {d.get('omp_wait_policy')} | "
                    f"{d.get('loadavg_start', ['?'])[0]} / "
                    f"{d.get('loadavg_end', ['?'])[0]} | {d['date']} | {d['commit']} |")

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from kernels.cpu import attention as _attention
+from kernels.cpu import glu
 from kernels.cpu import matmul as _km
 from kernels.cpu import ops
 from kernels.cpu import rows
@@ -306,7 +307,8 @@ def gelu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
         rows.geglu_rows_f32(np.ascontiguousarray(gate).reshape(-1), np.ascontiguousarray(up).reshape(-1),
                             out.reshape(-1), n_rows, gate.shape[1], GELU_TABLE)
     else:
-        ops.geglu_f32(gate.reshape(-1), up.reshape(-1), out.reshape(-1), gate.size, GELU_TABLE)
+        glu.geglu_f32(np.ascontiguousarray(gate).reshape(-1), np.ascontiguousarray(up).reshape(-1),
+                      out.reshape(-1), gate.size, GELU_TABLE)
     return out
 
 

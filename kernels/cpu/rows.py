@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from kernels.cpu.glu import geglu_f32
 from kernels.cpu.matmul import quantize_act
-from kernels.cpu.ops import geglu_f32, rms_norm_f32, rope_f32, swiglu_f32
+from kernels.cpu.ops import rms_norm_f32, rope_f32, swiglu_f32
 
 _MAX_CHUNKS = 16  # chunks per call: enough to balance 2-16 threads, few launches of scratch
 
@@ -41,7 +42,7 @@ def swiglu_rows_f32(x, g, out, n_rows, n_cols, x_stride, g_stride):
 
 @njit(cache=True, nogil=True, parallel=True)
 def geglu_rows_f32(x, g, out, n_rows, n_cols, gelu_table):
-    """ops.geglu_f32 over n_rows * n_cols values with the rows split over the threads."""
+    """glu.geglu_f32 (ops.geglu_f32's bits, 16 values per step) over n_rows * n_cols values with the rows split over the threads."""
     n_chunks = min(_MAX_CHUNKS, n_rows)
     for c in prange(n_chunks):
         a = (c * n_rows // n_chunks) * n_cols

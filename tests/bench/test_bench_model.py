@@ -67,6 +67,26 @@ def test_ratios_pair_runs_of_the_same_thread_count():
     assert [(d["threads"], d["ratio"]) for d in lines] == [(2, 0.5), (1, 4.0)]
 
 
+def test_flash_attention_llama_cpp_gets_its_own_ratio_column(tmp_path):
+    assert bm._llama_cpp_configs("both") == [("llama.cpp", bm.FLASH_ATTN_OFF),
+                                             ("llama.cpp-fa", bm.FLASH_ATTN_AUTO)]
+    assert bm._llama_cpp_configs("auto") == [("llama.cpp", bm.FLASH_ATTN_AUTO)]
+    res = [bm.TestResult("m", "pp4", "emel", 2, 4, [2.0]),
+           bm.TestResult("m", "pp4", "llama.cpp", 2, 4, [1.0]),
+           bm.TestResult("m", "pp4", "llama.cpp-fa", 2, 4, [0.5])]
+    machine = dict(bm.machine_info(), loadavg_start=[1.0] * 3, loadavg_end=[1.0] * 3)
+    extras = {"m": {"llama_cpp": {"version": "v", "flash_attn_type": 0, "system_info": ""},
+                    "llama_cpp_fa": {"version": "v", "flash_attn_type": -1, "system_info": ""}}}
+    (d,) = bm.json_lines(res, [], machine, extras)
+    assert (d["ratio"], d["ratio_fa"]) == (0.5, 0.25)
+    assert (d["llama_cpp_flash_attn_type"], d["llama_cpp_fa_flash_attn_type"]) == (0, -1)
+    assert "| 2.00 (2.00 - 2.00) | 4.00 (4.00 - 4.00) | 0.500 | 8.00 (8.00 - 8.00) | 0.250 |" \
+        in bm.format_table(res, [], machine, extras)
+    path = tmp_path / "benchmarks.md"
+    bm.write_plans(path, res, [], machine, extras)
+    assert "| 4.00 (4.00 - 4.00) | 0.500 | 8.00 (8.00 - 8.00) | 0.250 |" in path.read_text()
+
+
 def test_write_plans_keeps_rows_of_earlier_runs(tmp_path):
     path = tmp_path / "benchmarks.md"
     machine = dict(bm.machine_info(), loadavg_start=[2.0, 2, 2], loadavg_end=[3.0, 3, 3])
@@ -83,7 +103,7 @@ def test_write_plans_keeps_rows_of_earlier_runs(tmp_path):
     policy = machine["omp_wait_policy"]
     assert set(data["throughput"]) == {f"alpha|tg4|2|{policy}", f"beta|tg4|2|{policy}"}
     assert data["throughput"][f"beta|tg4|2|{policy}"]["ratio"] == pytest.approx(0.25)
-    assert "| alpha | tg4 | 2 | 2.00 (2.00 - 2.00) | 4.00 (4.00 - 4.00) | 0.500 |" in text
+    assert "| alpha | tg4 | 2 | 2.00 (2.00 - 2.00) | 4.00 (4.00 - 4.00) | 0.500 | - | - |" in text
     assert set(data["latency"]) == {"alpha", "beta"} and "peak RSS 300 MiB" in text
 
 

@@ -1,0 +1,79 @@
+"""GEGLU through ggml's F16 GELU table, 16 values per step (llama.cpp ggml_vec_geglu_f32).
+
+ggml (GGML_GELU_FP16) computes gelu_tanh(x) * g per value as: 0 for x <= -10, x * g for x >= 10,
+otherwise table[fp16(x)] * g, where fp16() rounds to nearest, ties to even (F16C vcvtps2ph on
+x86) and table holds gelu of every F16 value rounded to F16 (kernels.cpu.ops.gelu_f16_table).
+`geglu_f32` here does exactly that (kernels.cpu.ops.geglu_f32 is the scalar specification, with a
+software F16 rounding): the rounding is LLVM `fptrunc <16 x float> to <16 x half>`, the lookups
+16 scalar loads, the two limits selects. The only possible difference from the scalar kernel is the
+payload of a NaN input's rounded bits, and every NaN pattern of the table maps to NaN.
+
+    geglu_f32(x, g, out, n, gelu_table): out[i] = geglu(x[i], g[i]) for i < n
+        x, g, out: float32[>= n]; gelu_table: float32[65536] (the caller checks the sizes)
+
+Intrinsics inline into their callers: bump GLU_VERSION when the IR changes.
+"""
+
+from __future__ import annotations
+
+import llvmlite.ir as ir
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+from kernels.cpu.ops import f32_to_f16_bits
+
+GLU_VERSION = 1
+
+_F32 = ir.FloatType()
+_I32 = ir.IntType(32)
+_V16F = ir.VectorType(_F32, 16)
+_V16H = ir.VectorType(ir.HalfType(), 16)
+_V16I16 = ir.VectorType(ir.IntType(16), 16)
+_V16I32 = ir.VectorType(_I32, 16)
+
+
+@intrinsic
+def _geglu16(typingctx, x, g, out, i, table):
+    """out[i:i+16] = geglu(x[i:i+16], g[i:i+16]) with ggml's table (see the module docstring)."""
+    sig = types.void(x, g, out, i, table)
+
+    def codegen(context, b, signature, args):
+        arr = [context.make_array(signature.args[k])(context, b, args[k]).data for k in (0, 1, 2, 4)]
+        xp, gp, op, tp = arr
+        ix = context.cast(b, args[3], signature.args[3], types.int64)
+
+        def vptr(p):
+            return b.bitcast(b.gep(p, [ix], inbounds=True), _V16F.as_pointer())
+
+        vx = b.load(vptr(xp), align=4)
+        vg = b.load(vptr(gp), align=4)
+        bits = b.zext(b.bitcast(b.fptrunc(vx, _V16H), _V16I16), _V16I32)
+        t = ir.Constant(_V16F, None)
+        for k in range(16):  # 16 scalar loads: cheaper than vgatherdps on Zen 4, portable
+            ik = b.extract_element(bits, ir.Constant(_I32, k))
+            t = b.insert_element(t, b.load(b.gep(tp, [ik], inbounds=True)), ir.Constant(_I32, k))
+        lo = b.fcmp_ordered("<=", vx, ir.Constant(_V16F, [-10.0] * 16))
+        hi = b.fcmp_ordered(">=", vx, ir.Constant(_V16F, [10.0] * 16))
+        mid = b.select(lo, ir.Constant(_V16F, [0.0] * 16), b.fmul(t, vg))
+        r = b.select(hi, b.fmul(vx, vg), mid)
+        b.store(r, vptr(op), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def geglu_f32(x, g, out, n, gelu_table):
+    """out = gelu_tanh(x) * g through ggml's F16 table, 16 values per step (module docstring)."""
+    n16 = n - n % 16
+    for i in range(0, n16, 16):
+        _geglu16(x, g, out, i, gelu_table)
+    for i in range(n16, n):
+        v = x[i]
+        if v <= np.float32(-10.0):
+            out[i] = np.float32(0.0)
+        elif v >= np.float32(10.0):
+            out[i] = v * g[i]
+        else:
+            out[i] = gelu_table[f32_to_f16_bits(v)] * g[i]

@@ -1,0 +1,38 @@
+"""kernels.cpu.glu.geglu_f32 (16 values per step) against the scalar ops.geglu_f32, bit for bit."""
+
+import numpy as np
+import pytest
+
+from kernels.cpu import glu, ops
+
+_GELU = ops.gelu_f16_table()
+
+
+def _edge_values(rng, n):
+    x = (rng.standard_normal(n) * 4).astype(np.float32)
+    edges = np.array([-10, 10, -10.000001, 10.000001, -9.999999, 9.999999, np.inf, -np.inf, 0.0, -0.0,
+                      1e-30, -1e-30, 6.1e-5, 5.96e-8, 2.98e-8, 65504, 65520, -65520], dtype=np.float32)
+    x[:len(edges)] = edges
+    # exact F16 rounding ties: halfway between two F16 values (odd and even mantissas)
+    h = rng.integers(0x0400, 0x4900, 64).astype(np.uint16).view(np.float16).astype(np.float32)
+    x[32:96] = h + np.spacing(np.abs(h).astype(np.float16)).astype(np.float32) / 2
+    return x
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 100, 2048])
+def test_geglu_simd_equals_the_scalar_table_kernel_bits(n):
+    rng = np.random.default_rng(n)
+    x = _edge_values(rng, max(n, 128))[:n].copy()
+    g = rng.standard_normal(n).astype(np.float32)
+    a, b = np.empty_like(x), np.empty_like(x)
+    ops.geglu_f32(x, g, a, n, _GELU)
+    glu.geglu_f32(x, g, b, n, _GELU)
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def test_geglu_simd_limits_follow_ggml():
+    x = np.array([-10.0, -20.0, 10.0, 20.0] * 4, dtype=np.float32)
+    g = np.full(16, 3.0, dtype=np.float32)
+    out = np.empty_like(x)
+    glu.geglu_f32(x, g, out, 16, _GELU)
+    assert list(out[:4]) == [0.0, 0.0, 30.0, 60.0]
