@@ -29,6 +29,7 @@ ops so that they run on every CPU.
 import numpy as np
 from numba import njit
 
+from kernels.cpu.q8_simd import q8_32, q8_k_max, q8_k_quants
 from kernels.cpu.simd import f32_from_bits, f32_to_bits
 
 QK8_0 = 32
@@ -88,7 +89,10 @@ def fp32_to_bf16(f):
 
 @njit(cache=True, nogil=True)
 def _q8_0_block(x, xi, out, o, with_sum):
-    """One 32-value block of Q8_0 (with_sum=False, qs at o+2) or Q8_1 (qs at o+4)."""
+    """One 32-value block of Q8_0 (with_sum=False, qs at o+2) or Q8_1 (qs at o+4).
+
+    The scalar specification that kernels.cuda.q8 mirrors; the CPU rows use _q8_0_block_simd
+    (same bytes, tests/kernels/cpu/test_q8.py)."""
     amax = np.float32(0.0)
     for j in range(32):
         a = abs(x[xi + j])
@@ -115,13 +119,27 @@ def _q8_0_block(x, xi, out, o, with_sum):
         out[o + 3] = np.uint8(hs >> 8)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _q8_0_block_simd(x, xi, out, o, with_sum):
+    """_q8_0_block in 32-lane vectors (kernels.cpu.q8_simd): the same bytes."""
+    amax, total = q8_32(x, xi, out, o + 4 if with_sum else o + 2)
+    d = amax / np.float32(127.0)
+    h = fp32_to_fp16(d)
+    out[o] = np.uint8(h & 0xFF)
+    out[o + 1] = np.uint8(h >> 8)
+    if with_sum:
+        hs = fp32_to_fp16(d * total)
+        out[o + 2] = np.uint8(hs & 0xFF)
+        out[o + 3] = np.uint8(hs >> 8)
+
+
 @njit(cache=True, nogil=True)
 def quantize_row_q8_0(x, n_tokens, n_cols, out):
     """x: float32[n_tokens * n_cols] (n_cols % 32 == 0) -> out: uint8[n_tokens * n_cols // 32 * 34]."""
     nb = n_cols // 32
     for t in range(n_tokens):
         for ib in range(nb):
-            _q8_0_block(x, t * n_cols + ib * 32, out, (t * nb + ib) * Q8_0_BLOCK_BYTES, False)
+            _q8_0_block_simd(x, t * n_cols + ib * 32, out, (t * nb + ib) * Q8_0_BLOCK_BYTES, False)
 
 
 @njit(cache=True, nogil=True)
@@ -130,7 +148,7 @@ def quantize_row_q8_1(x, n_tokens, n_cols, out):
     nb = n_cols // 32
     for t in range(n_tokens):
         for ib in range(nb):
-            _q8_0_block(x, t * n_cols + ib * 32, out, (t * nb + ib) * Q8_1_BLOCK_BYTES, True)
+            _q8_0_block_simd(x, t * n_cols + ib * 32, out, (t * nb + ib) * Q8_1_BLOCK_BYTES, True)
 
 
 @njit(cache=True, nogil=True)
@@ -141,29 +159,13 @@ def quantize_row_q8_K(x, n_tokens, n_cols, out):
         for ib in range(nb):
             xi = t * n_cols + ib * QK_K
             o = (t * nb + ib) * Q8_K_BLOCK_BYTES
-            vmax = np.float32(0.0)
-            amax = np.float32(0.0)
-            for j in range(QK_K):
-                a = abs(x[xi + j])
-                if a > amax:
-                    amax = a
-                    vmax = x[xi + j]
+            amax, vmax = q8_k_max(x, xi)
             if amax == np.float32(0.0):
                 for j in range(Q8_K_BLOCK_BYTES):
                     out[o + j] = 0
                 continue
             iscale = np.float32(-127.0) / vmax
-            for g in range(16):
-                bsum = 0
-                for k in range(16):
-                    j = g * 16 + k
-                    q = np.int64(np.rint(iscale * x[xi + j]))
-                    if q > 127:
-                        q = 127
-                    bsum += q
-                    out[o + 4 + j] = np.uint8(q & 0xFF)
-                out[o + 260 + 2 * g] = np.uint8(bsum & 0xFF)
-                out[o + 261 + 2 * g] = np.uint8((bsum >> 8) & 0xFF)
+            q8_k_quants(x, xi, iscale, out, o)
             u = np.int64(f32_to_bits(np.float32(1.0) / iscale))
             for k in range(4):
                 out[o + k] = np.uint8((u >> (8 * k)) & 0xFF)

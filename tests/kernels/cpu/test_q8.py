@@ -143,3 +143,15 @@ def test_bf16_rounds_to_nearest_even():
     u = x.view(np.uint32).astype(np.uint64)
     want = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
     assert np.array_equal(out.view(np.uint16), want)
+
+
+def test_vector_block_quantizer_equals_the_scalar_specification():
+    # kernels.cuda.q8 mirrors the scalar _q8_0_block; the CPU rows run the vector one
+    x = _inputs(np.random.default_rng(11)).reshape(-1)
+    for with_sum, qb in ((False, 34), (True, 36)):
+        a = np.zeros(x.size // 32 * qb, np.uint8)
+        b = np.zeros_like(a)
+        for i in range(x.size // 32):
+            q8._q8_0_block(x, 32 * i, a, qb * i, with_sum)
+        (q8.quantize_row_q8_1 if with_sum else q8.quantize_row_q8_0)(x, 1, x.size, b)
+        assert np.array_equal(a, b)
