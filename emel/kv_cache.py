@@ -229,7 +229,12 @@ class KVCache:
             raise BatchError(f"K/V rows have shape {x.shape}, expected (n_tokens, {n})")
         if t == GGMLType.Q8_0:
             return gguf_quants.quantize(x, GGMLType.Q8_0)
-        return x.astype(_NP_TYPES[t])  # float16: round to nearest even, as ggml's fp32 -> fp16
+        if t == GGMLType.F16:  # round to nearest even, as ggml's fp32 -> fp16
+            x = np.ascontiguousarray(x)
+            out = np.empty(x.shape, dtype=np.float16)
+            _kv.f32_to_f16_rows(x.reshape(-1), out.reshape(-1).view(np.uint16), x.size)
+            return out
+        return x.astype(_NP_TYPES[t])
 
     def _layer(self, il: int) -> int:
         if il not in self._k_refs:
