@@ -318,8 +318,8 @@ def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     gate = np.ascontiguousarray(gate, dtype=np.float32)
     up = np.ascontiguousarray(up, dtype=np.float32)
     out = np.empty((n_rows, n_cols), dtype=np.float32)
-    glu = rows.swiglu_rows_f32 if n_rows >= PARALLEL_MIN_ROWS else ops.swiglu_f32
-    glu(gate.reshape(-1), up.reshape(-1), out.reshape(-1), n_rows, n_cols, n_cols, n_cols)
+    fn = rows.swiglu_rows_f32 if n_rows >= PARALLEL_MIN_ROWS else glu.swiglu_f32
+    fn(gate.reshape(-1), up.reshape(-1), out.reshape(-1), n_rows, n_cols, n_cols, n_cols)
     return out
 
 

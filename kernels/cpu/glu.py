@@ -1,4 +1,4 @@
-"""GEGLU through ggml's F16 GELU table, 16 values per step (llama.cpp ggml_vec_geglu_f32).
+"""GEGLU and SwiGLU, 16 values per step (llama.cpp ggml_vec_geglu_f32 / ggml_vec_swiglu_f32).
 
 ggml (GGML_GELU_FP16) computes gelu_tanh(x) * g per value as: 0 for x <= -10, x * g for x >= 10,
 otherwise table[fp16(x)] * g, where fp16() rounds to nearest, ties to even (F16C vcvtps2ph on
@@ -11,19 +11,27 @@ payload of a NaN input's rounded bits, and every NaN pattern of the table maps t
     geglu_f32(x, g, out, n, gelu_table): out[i] = geglu(x[i], g[i]) for i < n
         x, g, out: float32[>= n]; gelu_table: float32[65536] (the caller checks the sizes)
 
+SwiGLU follows ggml_vec_swiglu_f32 (AVX-512 build): silu(x) * g with silu(x) = x / (1 + e) where
+e = ggml_v_expf(-x) on blocks of 16 and expf on the tail. `swiglu_f32` has the arguments and the
+bits of kernels.cpu.ops.swiglu_f32 (its scalar specification); the 16-lane blocks use
+kernels.cpu.attention_simd's vector ggml_v_expf (ops.v_expf's operations, branches as selects).
+
 Intrinsics inline into their callers: bump GLU_VERSION when the IR changes.
 """
 
 from __future__ import annotations
+
+import math
 
 import llvmlite.ir as ir
 import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
+from kernels.cpu.attention_simd import _v_expf
 from kernels.cpu.ops import f32_to_f16_bits
 
-GLU_VERSION = 1
+GLU_VERSION = 2
 
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
@@ -77,3 +85,40 @@ def geglu_f32(x, g, out, n, gelu_table):
             out[i] = v * g[i]
         else:
             out[i] = gelu_table[f32_to_f16_bits(v)] * g[i]
+
+
+@intrinsic
+def _swiglu16(typingctx, x, xo, g, go, out, oo):
+    """out[oo:oo+16] = x / (1 + v_expf(-x)) * g over x[xo:xo+16], g[go:go+16]."""
+    sig = types.void(x, xo, g, go, out, oo)
+
+    def codegen(context, b, signature, args):
+        def vptr(k_arr, k_off):
+            p = context.make_array(signature.args[k_arr])(context, b, args[k_arr]).data
+            i = context.cast(b, args[k_off], signature.args[k_off], types.int64)
+            return b.bitcast(b.gep(p, [i], inbounds=True), _V16F.as_pointer())
+
+        vx = b.load(vptr(0, 1), align=4)
+        vg = b.load(vptr(2, 3), align=4)
+        one = ir.Constant(_V16F, [1.0] * 16)
+        silu = b.fdiv(vx, b.fadd(one, _v_expf(b, b.fneg(vx))))
+        b.store(b.fmul(silu, vg), vptr(4, 5), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def swiglu_f32(x, g, out, n_rows, n_cols, x_stride, g_stride):
+    """out[r] = silu(x[r]) * g[r] (ggml_vec_swiglu_f32), rows of x and g at r * x_stride and
+    r * g_stride: kernels.cpu.ops.swiglu_f32's arguments and bits, 16 values per step."""
+    n16 = n_cols & ~15
+    for r in range(n_rows):
+        xb = r * x_stride
+        gb = r * g_stride
+        ob = r * n_cols
+        for c in range(0, n16, 16):
+            _swiglu16(x, xb + c, g, gb + c, out, ob + c)
+        for c in range(n16, n_cols):
+            v = x[xb + c]
+            out[ob + c] = np.float32(v / (np.float32(1.0) + np.float32(math.exp(-v)))) * g[gb + c]

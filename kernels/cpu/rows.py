@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu.glu import geglu_f32
+from kernels.cpu.glu import geglu_f32, swiglu_f32
 from kernels.cpu.matmul import quantize_act
-from kernels.cpu.ops import rms_norm_f32, rope_f32, swiglu_f32
+from kernels.cpu.ops import rms_norm_f32, rope_f32
 
 _MAX_CHUNKS = 16  # chunks per call: enough to balance 2-16 threads, few launches of scratch
 
@@ -31,7 +31,8 @@ def rms_norm_rows_f32(x, w, out, n_rows, n_cols, eps, has_w):
 
 @njit(cache=True, nogil=True, parallel=True)
 def swiglu_rows_f32(x, g, out, n_rows, n_cols, x_stride, g_stride):
-    """ops.swiglu_f32 with the rows split over the threads (same arguments)."""
+    """glu.swiglu_f32 (ops.swiglu_f32's bits, 16 values per step) with the rows split over the
+    threads (same arguments)."""
     n_chunks = min(_MAX_CHUNKS, n_rows)
     for c in prange(n_chunks):
         r0 = c * n_rows // n_chunks

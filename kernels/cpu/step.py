@@ -23,10 +23,10 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.cpu.attention import attention_f16kv, stf
-from kernels.cpu.glu import geglu_f32
+from kernels.cpu.glu import geglu_f32, swiglu_f32
 from kernels.cpu.matmul import matmul_q, matmul_q6_k_tiled_rows, matmul_q_rows, quantize_act
 from kernels.cpu.ops import (
-    rms_norm_f32, rope_f32, round_f16, swiglu_f32,
+    rms_norm_f32, rope_f32, round_f16,
 )
 
 _ROWS_PER_CHUNK = 16  # rows per prange work item, decode (as kernels.cpu.matmul.matmul_q)

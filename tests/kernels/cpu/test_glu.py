@@ -36,3 +36,18 @@ def test_geglu_simd_limits_follow_ggml():
     out = np.empty_like(x)
     glu.geglu_f32(x, g, out, 16, _GELU)
     assert list(out[:4]) == [0.0, 0.0, 30.0, 60.0]
+
+
+@pytest.mark.parametrize("n_rows,n_cols,stride", [(1, 16, 16), (3, 40, 40), (2, 33, 50), (4, 2048, 2048)])
+def test_swiglu_simd_equals_the_scalar_kernel_bits(n_rows, n_cols, stride):
+    rng = np.random.default_rng(n_cols)
+    x = (rng.standard_normal(n_rows * stride) * 6).astype(np.float32)
+    x[:8] = [0.0, -0.0, 88.0, -88.0, 100.0, -100.0, np.inf, -np.inf]  # exp range ends
+    if x.size > 20:
+        x[8:20] = rng.standard_normal(12).astype(np.float32) * 1e-30
+    g = rng.standard_normal(n_rows * stride).astype(np.float32)
+    a = np.zeros(n_rows * n_cols, np.float32)
+    b = np.zeros_like(a)
+    ops.swiglu_f32(x, g, a, n_rows, n_cols, stride, stride)
+    glu.swiglu_f32(x, g, b, n_rows, n_cols, stride, stride)
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
