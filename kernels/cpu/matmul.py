@@ -22,8 +22,11 @@ a linear software prefetch a few rows ahead, so large matrices stream near memor
 decodes each weight block once for 4 or 8 tokens (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 on AVX-512 VNNI hosts:
 4 rows x 8 tokens per tile, two rows per 512-bit register) and keeps a block of 64 weight rows
 against a tile of 32 tokens. Q6_K prompts of >= 8 tokens follow llama.cpp's tiled kernel
-(matmul_q6_k_tiled_rows). Every output keeps its own accumulators, so the numbers never depend on
-the tiling or the thread count.
+(matmul_q6_k_tiled_rows). Prompts of those and of the repacked Q4_K run kernels.cpu.simd_kquant
+tiles: 16 weight rows (8 without AVX-512 VNNI) as the lanes of one register, each super-block
+interleaved once for all the tile's tokens, as llama.cpp's own kernels lay out their weights.
+Every output keeps its own accumulators, so the numbers never depend on the tiling or the thread
+count.
 
 Other types (Q2_K, Q3_K, IQ1/IQ2/IQ3, TQ*, MXFP4, NVFP4) take a slower path: x is quantized to Q8_K
 (Q8_0 for MXFP4/NVFP4) exactly as llama.cpp does and turned back into float32 values d*q;
@@ -59,7 +62,7 @@ n_cols is a multiple of the block size and every buffer is large enough (see `ch
 import numpy as np
 from numba import get_num_threads, get_thread_id, njit, prange
 
-from kernels.cpu import simd, simd_wide
+from kernels.cpu import simd, simd_kquant, simd_wide
 from kernels.cpu.q8 import (
     fp16_to_fp32,
     quantize_row_bf16, quantize_row_f16, quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_K,
@@ -73,14 +76,17 @@ from kernels.cpu.vec_dot_rows import (
     prefill_rows,
 )
 
-# Kernels inline code of kernels.cpu.simd / simd_wide / vec_dot / vec_dot_rows / q8, whose edits
-# do not invalidate this module's cache: changing the SIMD IR bumps simd.SIMD_VERSION or
-# simd_wide.WIDE_VERSION, which forces an edit here; after editing the others, clear
-# kernels/cpu/__pycache__ (CI starts clean). kernels.cpu.step caches callers of this module too.
+# Kernels inline code of kernels.cpu.simd / simd_wide / simd_kquant / vec_dot / vec_dot_rows / q8,
+# whose edits do not invalidate this module's cache: changing the SIMD IR bumps simd.SIMD_VERSION,
+# simd_wide.WIDE_VERSION or simd_kquant.KQUANT_VERSION, which forces an edit here; after editing
+# the others, clear kernels/cpu/__pycache__ (CI starts clean). kernels.cpu.step caches callers of
+# this module too.
 _SIMD_VERSION = 14
 _WIDE_VERSION = 3
 assert simd.SIMD_VERSION == _SIMD_VERSION, "kernels.cpu.simd changed: update _SIMD_VERSION"
 assert simd_wide.WIDE_VERSION == _WIDE_VERSION, "kernels.cpu.simd_wide changed: update _WIDE_VERSION"
+_KQUANT_VERSION = 3
+assert simd_kquant.KQUANT_VERSION == _KQUANT_VERSION, "kernels.cpu.simd_kquant changed: update _KQUANT_VERSION"
 
 # weight type -> its vec_dot_type (ggml-cpu.c type_traits_cpu), for the fast-path types
 VEC_DOT_TYPE = {
@@ -307,7 +313,12 @@ def matmul_q6_k_tiled_rows(w, n_rows, n_cols, xq, n_tokens, out, row_begin, row_
     """Q6_K rows row_begin..row_end-1 with the float steps of llama.cpp's tiled prompt kernel
     (ggml-cpu/tiled/tiled-kernel.cpp, taken for batches of >= 8 tokens): per (row, token) and
     super-block in order, res = d_w * float(exact integer sum), sum = fma(res, d_x, sum).
-    Arguments as matmul_q_rows (xq: Q8_K activations)."""
+    Arguments as matmul_q_rows (xq: Q8_K activations). With AVX2 every token goes through
+    kernels.cpu.simd_kquant's tiles (rows as vector lanes), writing out directly."""
+    if simd_kquant.HAS_KQ:
+        nb = n_cols // 256
+        simd_kquant.rows_q6_k_tiled(w, nb * 210, row_begin, row_end, xq, nb * 292, n_tokens, out, n_rows, nb)
+        return
     _rows_of_kinds(w, GGML_TYPE_Q6_K, Q6_K_TILED, Q6_K_TILED, n_rows, n_cols, xq, n_tokens, out,
                    row_begin, row_end)
 

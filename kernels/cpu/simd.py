@@ -19,7 +19,9 @@ guarantees the bounds):
     dot2r_<w>_<x>(w, woff, w_stride, x, xoff, 0, nb) -> 2 x float32: 2 weight rows, one token
     dot2x4_ / dot2x8_<w>_<x>(w, woff, w_stride, x, xoff, x_stride, nb) -> 8 / 16 x float32:
         2 weight rows x 4 / 8 tokens (prefill of the 32-value block types), row-major results
-    dot_q6_k_tiled, dot4_q6_k_tiled: Q6_K with the float steps of llama.cpp's tiled prompt kernel
+    dot_q6_k_tiled: Q6_K with the float steps of llama.cpp's tiled prompt kernel
+Prompts of the repacked Q4_K and the tiled Q6_K run kernels.cpu.simd_kquant's tiles instead,
+which keep these float steps per output with the weight rows as vector lanes.
 The multi-row / multi-token forms decode each weight block once and keep one accumulator set per
 (row, token), so each result equals the single dot bit for bit. The multi-row one-token forms
 expect adjacent rows (w_stride = row bytes, as a matvec reads them) and prefetch linearly
@@ -587,8 +589,6 @@ dot4_q5_1_q8_1 = _make_dot(*_KINDS["q5_1"], n_tok=N_TOK)
 dot4_q4_k_q8_k = _make_dot(*_KINDS["q4_k"], n_tok=N_TOK)
 dot4_q6_k_q8_k = _make_dot(*_KINDS["q6_k"], n_tok=N_TOK)
 dot4_q5_k_q8_k = _make_dot(*_KINDS["q5_k"], n_tok=N_TOK)
-dot4_q4_k_r8_gemm = _make_dot(*_KINDS["q4_k_r8_gemm"], n_tok=N_TOK)
-dot4_q6_k_tiled = _make_dot(*_KINDS["q6_k_tiled"], n_tok=N_TOK)
 # 2 weight rows x 4 tokens (prefill of the 32-value block types)
 dot2x4_q4_0_q8_0 = _make_dot(*_KINDS["q4_0"], n_w=N_W, n_tok=N_TOK)
 dot2x4_q5_0_q8_0 = _make_dot(*_KINDS["q5_0"], n_w=N_W, n_tok=N_TOK)

@@ -11,12 +11,13 @@ portable loop of kernels.cpu.vec_dot (same numbers), and runs it over a range of
 The type test sits outside each loop, which keeps every loop as fast as a single-type kernel.
 Internal kinds _Q4_K_R8_GEMV / _Q4_K_R8_GEMM stand for Q4_K with the float steps of llama.cpp's
 repacked x86 kernels (see llama_cpp_kinds), Q6_K_TILED for Q6_K with those of its tiled prompt
-kernel (ggml-cpu/tiled).
+kernel (ggml-cpu/tiled); their prompt tiles (kernels.cpu.simd_kquant) take 16 rows (8 without
+AVX-512 VNNI) as the lanes of one register, like llama.cpp's.
 """
 
 from numba import njit
 
-from kernels.cpu import simd, simd_wide, vec_dot
+from kernels.cpu import simd, simd_kquant, simd_wide, vec_dot
 
 GGML_TYPE_F32 = 0
 GGML_TYPE_F16 = 1
@@ -190,17 +191,9 @@ if simd.HAS_AVX2:
                     tile[k], tile[k + tile_stride], tile[k + 2 * tile_stride], tile[k + 3 * tile_stride] = \
                         simd.dot4_q4_1_q8_1(w, r * row_bytes, 0, xq, t * x_row_bytes, x_row_bytes, nb)
         elif kind == _Q4_K_R8_GEMM:
-            for r in range(r0, r1):
-                for t in range(t0, t4, 4):
-                    k = (t - t0) * tile_stride + r - r0
-                    tile[k], tile[k + tile_stride], tile[k + 2 * tile_stride], tile[k + 3 * tile_stride] = \
-                        simd.dot4_q4_k_r8_gemm(w, r * row_bytes, 0, xq, t * x_row_bytes, x_row_bytes, nb)
+            simd_kquant.prefill_q4_k_r8(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb)
         elif kind == Q6_K_TILED:
-            for r in range(r0, r1):
-                for t in range(t0, t4, 4):
-                    k = (t - t0) * tile_stride + r - r0
-                    tile[k], tile[k + tile_stride], tile[k + 2 * tile_stride], tile[k + 3 * tile_stride] = \
-                        simd.dot4_q6_k_tiled(w, r * row_bytes, 0, xq, t * x_row_bytes, x_row_bytes, nb)
+            simd_kquant.prefill_q6_k_tiled(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb)
         elif kind == GGML_TYPE_Q4_K:
             for r in range(r0, r1):
                 for t in range(t0, t4, 4):

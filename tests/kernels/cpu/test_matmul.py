@@ -390,3 +390,95 @@ def test_decode_q8_0_row_groups_equal_portable_dot():
     mm.quantize_act(x, FAST["Q8_0"], 1, n_cols, xq)
     want = np.array([vec_dot.vec_dot_q8_0_q8_0(w, r * 3 * 34, xq, 0, 3) for r in range(n_rows)], np.float32)
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+# ---------------------------------------------------------------------------------------------
+# K-quant prompt tiles (kernels.cpu.simd_kquant): weight rows as the lanes of one register; every
+# output must equal the one-row dot with llama.cpp's float steps (vec_dot's portable twins,
+# proved bit-exact with llama.cpp above and in tests/kernels/cpu/test_step.py)
+# ---------------------------------------------------------------------------------------------
+
+def _kquant_variants():
+    from kernels.cpu import simd, simd_kquant
+
+    if not simd_kquant.HAS_KQ:
+        return []
+    variants = [(8, False)]  # AVX2: vpmaddubsw + vpmaddwd
+    if simd.HAS_VNNI:
+        variants.append((8, True))
+    if simd_kquant.HAS_KQ16:
+        variants.append((16, True))
+    return variants
+
+
+def _q8_k_act(rng, n_tokens, n_cols):
+    x = rng.standard_normal((n_tokens, n_cols)).astype(np.float32)
+    x[0] = -3.0  # constant rows quantize to -128 everywhere (Q8_K's extreme value)
+    if n_tokens > 1:
+        x[1] = 2.0
+    xq = np.empty(mm.act_nbytes(FAST["Q4_K"], n_tokens, n_cols), np.uint8)
+    mm.quantize_act(x.reshape(-1), FAST["Q4_K"], n_tokens, n_cols, xq)
+    return xq
+
+
+@pytest.mark.parametrize("lanes,vnni", _kquant_variants())
+def test_k_quant_prompt_tiles_equal_portable_dots(lanes, vnni):
+    from kernels.cpu import simd_kquant
+
+    tile_q4_k, tile_q6_k = simd_kquant.make_tiles(lanes, vnni)
+
+    @numba.njit
+    def run(q6, w, row_bytes, n_valid, xq, x_row_bytes, n_tok, nb, out, o_stride):
+        if q6:
+            tile_q6_k(w, 0, row_bytes, n_valid, xq, 0, x_row_bytes, n_tok, nb, out, 3, o_stride)
+        else:
+            tile_q4_k(w, 0, row_bytes, n_valid, xq, 0, x_row_bytes, n_tok, nb, out, 3, o_stride)
+
+    rng = np.random.default_rng(lanes + vnni)
+    # full and partial row groups; token counts off the 4-token group; the most tokens per call
+    cases = [(lanes, 13, 512), (lanes - 3, 4, 256), (1, 1, 256), (lanes, simd_kquant.KQ_MAX_TOK, 256)]
+    for name, ref in (("Q4_K", vec_dot.vec_dot_q4_k_r8_gemm), ("Q6_K", vec_dot.vec_dot_q6_k_tiled)):
+        bb = LAYOUT[name][1]
+        for n_valid, n_tok, n_cols in cases:
+            nb = n_cols // 256
+            w = random_weight(rng, name, n_valid, n_cols)
+            w.setflags(write=False)
+            xq = _q8_k_act(rng, n_tok, n_cols)
+            o_stride = lanes + 5
+            out = np.full(3 + n_tok * o_stride, np.nan, np.float32)
+            run(name == "Q6_K", w, nb * bb, n_valid, xq, nb * 292, n_tok, nb, out, o_stride)
+            got = out[3:].reshape(n_tok, o_stride)
+            want = np.array([[ref(w, r * nb * bb, xq, t * nb * 292, nb) for r in range(n_valid)]
+                             for t in range(n_tok)], np.float32)
+            assert np.array_equal(got[:, :n_valid].view(np.uint32), want.view(np.uint32)), (name, n_valid, n_tok)
+            assert np.isnan(got[:, n_valid:]).all() and np.isnan(out[:3]).all()  # nothing else written
+
+
+@pytest.mark.parametrize("n_rows,n_tokens", [(24, 13), (8, 40)])
+def test_q4_k_r8_prompt_equals_portable_repacked_dots(n_rows, n_tokens):
+    # rows % 8 == 0 but not a multiple of 16; tokens past the last group of 4 take the gemv steps
+    rng = np.random.default_rng(n_rows + n_tokens)
+    n_cols = 512
+    nb = n_cols // 256
+    w = random_weight(rng, "Q4_K", n_rows, n_cols)
+    xq = _q8_k_act(rng, n_tokens, n_cols)
+    got = np.full(n_tokens * n_rows, np.nan, np.float32)
+    mm.matmul_q(w, FAST["Q4_K"], n_rows, n_cols, xq, n_tokens, got)
+    n_gemm = n_tokens - n_tokens % 4
+    want = np.array([[(vec_dot.vec_dot_q4_k_r8_gemm if t < n_gemm else vec_dot.vec_dot_q4_k_r8_gemv)(
+        w, r * nb * 144, xq, t * nb * 292, nb) for r in range(n_rows)] for t in range(n_tokens)], np.float32)
+    assert np.array_equal(got.view(np.uint32), want.reshape(-1).view(np.uint32))
+
+
+@pytest.mark.parametrize("n_rows,n_tokens", [(21, 11), (16, 36)])
+def test_q6_k_tiled_prompt_rows_equal_portable_dots(n_rows, n_tokens):
+    rng = np.random.default_rng(n_rows * n_tokens)
+    n_cols = 512
+    nb = n_cols // 256
+    w = random_weight(rng, "Q6_K", n_rows, n_cols)
+    xq = _q8_k_act(rng, n_tokens, n_cols)
+    got = np.full(n_tokens * n_rows, np.nan, np.float32)
+    mm.matmul_q6_k_tiled_rows(w, n_rows, n_cols, xq, n_tokens, got, 0, n_rows)
+    want = np.array([[vec_dot.vec_dot_q6_k_tiled(w, r * nb * 210, xq, t * nb * 292, nb) for r in range(n_rows)]
+                     for t in range(n_tokens)], np.float32)
+    assert np.array_equal(got.view(np.uint32), want.reshape(-1).view(np.uint32))
