@@ -290,10 +290,8 @@ else:
 
 if simd_wide.HAS_WIDE:
     @njit(cache=True, nogil=True, inline="always")
-    def _prefill_wide(kind, w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb):
-        """prefill_rows for the first rows in groups of 4 (4 rows x 8 tokens per AVX-512 tile,
-        kernels.cpu.simd_wide; a last group of 4 tokens as two 2 x 4 dots); returns the first
-        row left to the caller (r1 - r0 < 4 rows, or all rows for other kinds)."""
+    def _wide_loop(kind, w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb):
+        """_prefill_wide's loops for one kind (a constant in each _wide_<type> below)."""
         r = r0
         while r + 4 <= r1:
             k0 = r - r0
@@ -333,6 +331,47 @@ if simd_wide.HAS_WIDE:
                         return r0
             r += 4
         return r
+
+    # One small compiled function per type, each with its loop over tiles: inlined into the
+    # generic row driver (every kind's branch in one large function) the same tiles ran ~20%
+    # slower (plans/perf.md section 7.2).
+    @njit(cache=True, nogil=True)
+    def _wide_q4_1(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb):
+        return _wide_loop(GGML_TYPE_Q4_1, w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb)
+
+    @njit(cache=True, nogil=True)
+    def _wide_q5_0(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb):
+        return _wide_loop(GGML_TYPE_Q5_0, w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb)
+
+    @njit(cache=True, nogil=True)
+    def _wide_q8_0(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb):
+        return _wide_loop(GGML_TYPE_Q8_0, w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb)
+
+    @njit(cache=True, nogil=True)
+    def _wide_q4_0(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb):
+        return _wide_loop(GGML_TYPE_Q4_0, w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb)
+
+    @njit(cache=True, nogil=True)
+    def _wide_q5_1(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb):
+        return _wide_loop(GGML_TYPE_Q5_1, w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb)
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _prefill_wide(kind, w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb):
+        """prefill_rows for the first rows in groups of 4 (4 rows x 8 tokens per AVX-512 tile,
+        kernels.cpu.simd_wide; a last group of 4 tokens as two 2 x 4 dots); returns the first
+        row left to the caller (r1 - r0 < 4 rows, or all rows for other kinds)."""
+        if kind == GGML_TYPE_Q4_1:
+            return _wide_q4_1(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb)
+        if kind == GGML_TYPE_Q5_0:
+            return _wide_q5_0(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb)
+        if kind == GGML_TYPE_Q8_0:
+            return _wide_q8_0(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb)
+        if kind == GGML_TYPE_Q4_0:
+            return _wide_q4_0(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb)
+        if kind == GGML_TYPE_Q5_1:
+            return _wide_q5_1(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb)
+        return r0
+
     @njit(cache=True, nogil=True, inline="always")
     def _decode_wide_q8_0(w, row_bytes, r0, r1, xq, xoff, out, ooff, nb):
         """Q8_0 decode rows in groups of 8 (kernels.cpu.simd_wide.tile8r_q8_0); returns the
