@@ -341,7 +341,7 @@ def make_tiles(lanes, vnni, n_t=_NT):
 tile_q4_k_r8, tile_q6_k_tiled = make_tiles(KQ_LANES, HAS_KQ16 or HAS_VNNI)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def prefill_q4_k_r8(w, row_bytes, r0, r1, xq, x_row_bytes, t0, t4, tile, tile_stride, nb):
     """tile[(t - t0) * tile_stride + r - r0] = dot_q4_k_r8_gemm(row r, token t) for r0 <= r < r1,
     t0 <= t < t4, KQ_LANES rows x up to KQ_MAX_TOK tokens per tile."""
