@@ -1,25 +1,29 @@
-"""Vector IR for the prompt path of `kernels.cpu.attention`: 16 cells at a time, same bits.
+"""Vector IR for `kernels.cpu.attention`: 16 cells (or columns) at a time, same bits.
 
-Each intrinsic here computes, for a block of 16 consecutive KV cells, exactly the float operations
-that the scalar helpers of kernels/cpu/ops.py perform for each cell, in the same order; only the
-independent per-cell work is laid side by side in <16 x float> vectors:
-- `kq16`: 16 tinyBLAS dots (ops.dot_sgemm16: one 16-lane FMA chain over head_dim, then reduce16)
-  run as 16 independent chains sharing each q load, then reduced together by a transposing tree
-  whose additions are exactly reduce16's (halves, quarters, pairs) for every cell; then the
-  soft_max_ext scale and mask (`float32(dot * scale) + mask`, -inf cells kept as -inf) and the
-  block's maximum.
+Each intrinsic computes, for a block of 16 KV cells or output columns, exactly the float
+operations that the scalar helpers of kernels/cpu/ops.py perform for each of them, in the same
+order; only independent work is laid side by side in <16 x float> vectors:
+- `kq16` / `kqvec16`: 16 dots in tinyBLAS's order (ops.dot_sgemm16: one 16-lane FMA chain) or
+  ggml_vec_dot_f16's (ops.dot_vec_f16, head_dim % 64 == 0: 4 chains, added 0+2, 1+3), run as
+  independent chains sharing each q load, then reduced together by a transposing tree whose
+  additions are exactly reduce16's (halves, quarters, pairs) for every cell; then soft_max_ext's
+  scale and mask (`float32(dot * scale) + mask`, -inf cells kept as -inf) and the block maximum.
+  `kq16x4`: kq16 for 4 tokens, each K load feeding the 4 tokens.
 - `exp16`: ggml_v_expf (ops.v_expf, every branch as a lane select) of `score - max`, stored, and
   reduce16 of the 16 values for the caller's double sum.
-- `scale16`: `score * inv`, optionally rounded to the nearest F16 (fptrunc + fpext: the IEEE
-  round-to-nearest-even of ops.round_f16 for every non-NaN float).
-- `kqv16`: the tinyBLAS kqv of 16 output values from V transposed (one row per output column, as
-  llama.cpp's non-flash cache keeps V): per column one <16 x float> accumulator whose lane i
-  takes the cells j with j & 15 == i in increasing order (one FMA each, cells with p == 0 skipped
-  by a lane mask exactly as ops.attention_f16kv skips them), the 16 columns reduced together by
-  the transposing tree.
-- `round16`: q rounded to F16, 16 values at a time.
+- `scale16` / `round16`: `score * inv`, and q, rounded to the nearest F16 by fptrunc + fpext (the
+  IEEE round-to-nearest-even of ops.round_f16 for every non-NaN float).
+- `kqv16`: tinyBLAS kqv of 16 output columns from V transposed (one row per column, as llama.cpp's
+  non-flash cache keeps V): per column one <16 x float> accumulator whose lane i takes the cells
+  j with j & 15 == i in increasing order (one FMA each, cells with p == 0 skipped by a lane mask
+  exactly as ops.attention_f16kv skips them), the 16 columns reduced together by the transposing
+  tree. `kqv4x4`: 4 tokens x 4 columns, each V load feeding the 4 tokens.
+- `lanes64`: the 64-lane combine of ggml_vec_dot_f16's kqv for 16 columns by vertical adds.
+- `ldf` / `stf` (one F16 or float32 element), `_dot16x1` / `_dot16x4` (one dot), `_axpy16` (the
+  one-token kqv's accumulation).
 Arrays: K/V caches float32 or uint16 F16 bits (widened exactly by fpext), everything else
-float32. The callers guarantee the bounds.
+float32. The callers guarantee the bounds. Intrinsics are inlined into their callers, so a cached
+caller misses edits here: clear kernels/cpu/__pycache__ after changing this file.
 """
 
 from __future__ import annotations
@@ -131,6 +135,121 @@ def _hmax16(b, v):
     return b.extract_element(v, ir.Constant(_I32, 0))
 
 
+@intrinsic
+def ldf(typingctx, a, i):
+    """a[i] as float32: an F16 bit pattern (uint16 array) widened exactly, or a float32."""
+    if not _is_kv(a) or not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, b, sig, args):
+        p = context.make_array(sig.args[0])(context, b, args[0]).data
+        ix = context.cast(b, args[1], sig.args[1], types.int64)
+        v = b.load(b.gep(p, [ix]))
+        if sig.args[0].dtype == types.uint16:
+            v = b.fpext(b.bitcast(v, ir.HalfType()), _F32)
+        return v
+
+    return types.float32(a, i), codegen
+
+
+@intrinsic
+def stf(typingctx, a, i, x):
+    """a[i] = x: rounded to the nearest F16, ties to even (fptrunc, ggml's fp32 -> fp16) into a
+    uint16 array, or stored as is into a float32 array."""
+    if not _is_kv(a) or not isinstance(i, types.Integer) or x != types.float32:
+        return None
+
+    def codegen(context, b, sig, args):
+        p = context.make_array(sig.args[0])(context, b, args[0]).data
+        ix = context.cast(b, args[1], sig.args[1], types.int64)
+        v = args[2]
+        if sig.args[0].dtype == types.uint16:
+            v = b.bitcast(b.fptrunc(v, ir.HalfType()), _I16)
+        b.store(v, b.gep(p, [ix]))
+        return context.get_dummy_value()
+
+    return types.void(a, i, x), codegen
+
+
+def _dot_codegen(n_acc):
+    """Vector IR for n_acc x 16 float32 FMA lanes over a[ao:ao+k] * b[bo:bo+k] (k % (16*n_acc)
+    == 0), lane i of accumulator r taking elements r*16 + i of each block of 16*n_acc, then
+    accumulators added (0+2, 1+3, 0+1 for 4; none for 1) and reduce16."""
+    def codegen(context, builder, sig, args):
+        b = builder
+        ap = context.make_array(sig.args[0])(context, b, args[0]).data
+        bp = context.make_array(sig.args[2])(context, b, args[2]).data
+        adt, bdt = sig.args[0].dtype, sig.args[2].dtype
+        ao = context.cast(b, args[1], sig.args[1], types.int64)
+        bo = context.cast(b, args[3], sig.args[3], types.int64)
+        k = context.cast(b, args[4], sig.args[4], types.int64)
+        fma = cgutils.get_or_insert_function(b.module, ir.FunctionType(_V16, [_V16] * 3),
+                                             "llvm.fma.v16f32")
+        accs = [cgutils.alloca_once_value(b, ir.Constant(_V16, [0.0] * 16)) for _ in range(n_acc)]
+        step = ir.Constant(ir.IntType(64), 16 * n_acc)
+        with cgutils.for_range_slice(b, ir.Constant(ir.IntType(64), 0), k, step) as (idx, _):
+            for r in range(n_acc):
+                off = b.add(idx, ir.Constant(ir.IntType(64), 16 * r))
+                va = _load16(b, ap, adt, b.add(ao, off))
+                vb = _load16(b, bp, bdt, b.add(bo, off))
+                b.store(b.call(fma, [va, vb, b.load(accs[r])]), accs[r])
+        v = [b.load(a) for a in accs]
+        if n_acc == 4:
+            v0 = b.fadd(b.fadd(v[0], v[2]), b.fadd(v[1], v[3]))
+        else:
+            v0 = v[0]
+        return _reduce16(b, v0)
+    return codegen
+
+
+@intrinsic
+def _dot16x1(typingctx, a, ao, b, bo, k):
+    """dot_sgemm16 (ops.py) as one <16 x float> FMA chain: k % 16 == 0."""
+    if not (_is_kv(a) and _is_kv(b)):
+        return None
+    return types.float32(a, ao, b, bo, k), _dot_codegen(1)
+
+
+@intrinsic
+def _dot16x4(typingctx, a, ao, b, bo, k):
+    """The blocks-of-64 part of dot_vec_f16 (ops.py) as 4 <16 x float> chains: k % 64 == 0."""
+    if not (_is_kv(a) and _is_kv(b)):
+        return None
+    return types.float32(a, ao, b, bo, k), _dot_codegen(4)
+
+
+@intrinsic
+def _axpy16(typingctx, y, yo, x, xo, p, n):
+    """y[yo+i] = fma(x[xo+i], p, y[yo+i]) for i < n (n % 16 == 0), as <16 x float> FMAs: the
+    same single-rounding FMA per element as the scalar loop. x: float32 or uint16 (F16 bits)."""
+    if not _is_kv(x):
+        return None
+    sig = types.void(y, yo, x, xo, p, n)
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        yp = context.make_array(sig.args[0])(context, b, args[0]).data
+        xp = context.make_array(sig.args[2])(context, b, args[2]).data
+        xdt = sig.args[2].dtype
+        yo_ = context.cast(b, args[1], sig.args[1], types.int64)
+        xo_ = context.cast(b, args[3], sig.args[3], types.int64)
+        pv = context.cast(b, args[4], sig.args[4], types.float32)
+        n_ = context.cast(b, args[5], sig.args[5], types.int64)
+        fma = cgutils.get_or_insert_function(b.module, ir.FunctionType(_V16, [_V16] * 3),
+                                             "llvm.fma.v16f32")
+        ps = b.insert_element(ir.Constant(_V16, ir.Undefined), pv, ir.Constant(_I32, 0))
+        ps = b.shuffle_vector(ps, ir.Constant(_V16, ir.Undefined),
+                              ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
+        i64 = ir.IntType(64)
+        with cgutils.for_range_slice(b, ir.Constant(i64, 0), n_, ir.Constant(i64, 16)) as (idx, _):
+            ya = b.bitcast(b.gep(yp, [b.add(yo_, idx)]), _V16.as_pointer())
+            xv = _load16(b, xp, xdt, b.add(xo_, idx))
+            b.store(b.call(fma, [xv, ps, b.load(ya, align=4)]), ya, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 def _scores16(b, scp, j0, mp, mo, scale, dots):
     """soft_max_ext's scale and mask on 16 dots, stored at sc[j0:]; returns the largest that is
     not NaN (-inf if none)."""
@@ -227,7 +346,8 @@ def _v_expf(b, x):
     fma = _fma(b)
     z = b.call(fma, [x, c["LOG2E"], c["R"]])
     n = b.fsub(z, c["R"])
-    fabs = cgutils.get_or_insert_function(b.module, ir.FunctionType(_V16, [_V16]), "llvm.fabs.v16f32")
+    fabs = cgutils.get_or_insert_function(b.module, ir.FunctionType(_V16, [_V16]),
+                                           "llvm.fabs.v16f32")
     special = b.fcmp_unordered(">", b.call(fabs, [n]), _c16(192.0))  # |n| > 192 or NaN
     sval = b.select(b.fcmp_unordered("<=", n, _c16(0.0)), _c16(0.0), _c16(float("inf")))
     mn = b.fneg(n)
@@ -298,13 +418,27 @@ def round16(typingctx, dst, do, src, so):
     return sig, codegen
 
 
+def _tail16(b, sp, off, n16, n_kv):
+    """sp[off:off+16] with the lanes of cells n16 + i >= n_kv set to +0.0 (the row holds at least
+    16 floats from off: rows are n_kv rounded up to 16 long)."""
+    iota = ir.Constant(_VI32, list(range(16)))
+    rem = b.trunc(b.sub(n_kv, n16), _I32)
+    inside = b.icmp_signed("<", iota, _splat_i32(b, rem))
+    return b.select(inside, _load16(b, sp, types.float32, off), _c16(0.0))
+
+
+def _splat_i32(b, x):
+    v = b.insert_element(ir.Constant(_VI32, ir.Undefined), x, ir.Constant(_I32, 0))
+    return b.shuffle_vector(v, ir.Constant(_VI32, ir.Undefined), ir.Constant(_VI32, [0] * 16))
+
+
 @intrinsic
 def kqv16(typingctx, out, ob, vt, vo, n_kvp, sc, r0, r1, n16, n_kv):
     """out[ob + i], i < 16 = tinyBLAS kqv of V column i: vt holds V transposed (column i at
     vt[vo + i*n_kvp:], cells n_kv .. n_kvp zero); lane j & 15 accumulates fma(v_ij, sc[j], lane)
     over the cells j of [r0, r1) (whole blocks of 16) and then [n16, n_kv) (fewer than 16),
     skipping sc[j] == 0 (a lane mask per block, shared by the 16 columns); then reduce16 of the
-    lanes of each column."""
+    lanes of each column. sc holds n_kvp floats (its cells >= n_kv are not read as numbers)."""
     if not (_is_f32(out) and _is_kv(vt) and _is_f32(sc)):
         return None
     sig = types.void(out, ob, vt, vo, n_kvp, sc, r0, r1, n16, n_kv)
@@ -328,15 +462,7 @@ def kqv16(typingctx, out, ob, vt, vo, n_kvp, sc, r0, r1, n16, n_kv):
         with cgutils.for_range_slice(b, r0_, r1_, ir.Constant(_I64, 16)) as (j, _):
             block(j, _load16(b, sp, types.float32, j))
         with b.if_then(b.icmp_signed("<", n16_, nkv_)):
-            last = b.sub(nkv_, ir.Constant(_I64, 1))
-            p = _c16(0.0)
-            for c in range(16):
-                j = b.add(n16_, ir.Constant(_I64, c))
-                inside = b.icmp_signed("<", j, nkv_)
-                x = b.load(b.gep(sp, [b.select(inside, j, last)]))
-                p = b.insert_element(p, b.select(inside, x, ir.Constant(_F32, 0.0)),
-                                     ir.Constant(_I32, c))
-            block(n16_, p)
+            block(n16_, _tail16(b, sp, n16_, n16_, nkv_))
         _store16(b, op, ob_, _reduce16x16(b, [b.load(a) for a in accs]))
         return context.get_dummy_value()
 
@@ -447,18 +573,7 @@ def kqv4x4(typingctx, out, ob, os, vt, vo, n_kvp, sc, so, ss, r0, r1, n16, n_kv)
         with cgutils.for_range_slice(b, r0_, r1_, c64(16)) as (j, _):
             block(j, [_load16(b, sp, types.float32, b.add(srow[i], j)) for i in range(4)])
         with b.if_then(b.icmp_signed("<", n16_, nkv_)):
-            last = b.sub(nkv_, c64(1))
-            ps = []
-            for i in range(4):
-                p = _c16(0.0)
-                for c in range(16):
-                    j = b.add(n16_, c64(c))
-                    inside = b.icmp_signed("<", j, nkv_)
-                    x = b.load(b.gep(sp, [b.add(srow[i], b.select(inside, j, last))]))
-                    p = b.insert_element(p, b.select(inside, x, ir.Constant(_F32, 0.0)),
-                                         ir.Constant(_I32, c))
-                ps.append(p)
-            block(n16_, ps)
+            block(n16_, [_tail16(b, sp, b.add(srow[i], n16_), n16_, nkv_) for i in range(4)])
         res = _reduce16x16(b, [b.load(a) for a in accs])  # lane 4i + c: token i, column c
         for i in range(4):
             _store4(b, op, b.add(ob_, b.mul(os_, c64(i))), _sub4(b, res, i))

@@ -9,8 +9,11 @@ Follows ggml/src/ggml-cpu/ops.cpp and vec.h/vec.cpp (x86 build):
 - `attention_f16kv`: llama.cpp's non-flash-attention path: `kq = mul_mat(k_f16, q)` (q rounded to
   F16, the vec_dot_type of F16), optional tanh soft-capping, `soft_max_ext` (scale, additive
   mask, max, exp, sum in double, multiply by float(1/sum)), then `kqv = mul_mat(v_f16, kq)` (the
-  probabilities rounded to F16). Dot products accumulate in double here where ggml uses SIMD
-  float32 lanes: both are within float32 rounding of the exact sum.
+  probabilities rounded to F16). Dot products take tinyBLAS's 16 FMA lanes (prompt batches) or
+  ggml_vec_dot_f16's 4 x 16 lanes with leftovers in double (single tokens), reduced as
+  _mm512_reduce_add_ps.
+  `attention_f32kv` is the same for an F32 cache (q and the probabilities not rounded). These two
+  serial kernels are the specification of kernels/cpu/attention.py's parallel SIMD twins.
 - `geglu_f32` uses ggml's F16 GELU table (GGML_GELU_FP16): `gelu(f16(x))` rounded to F16.
 - `swiglu_f32`: `silu(x) * g` in float32 (ggml_vec_swiglu_f32).
 F16 values are stored as uint16 bit patterns; `f32_to_f16_bits` rounds to nearest even like
@@ -458,6 +461,23 @@ def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
     Scratch: scores float32[n_kv], q16 float32[head_dim_k], lanes float32[64].
     Masked cells are skipped: their terms are exact zeros in every sum, wherever they sit.
     """
+    _attention(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k, head_dim_v,
+               n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, scores, q16, lanes, True)
+
+
+@njit(cache=True, nogil=True)
+def attention_f32kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k,
+                    head_dim_v, n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, scores, q16, lanes):
+    """attention_f16kv for an F32 cache (llama.cpp with type_k = type_v = f32): q and the
+    probabilities stay float32 (ggml's vec_dot_type of F32 is F32), all else is unchanged."""
+    _attention(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k, head_dim_v,
+               n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, scores, q16, lanes, False)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _attention(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv, head_dim_k, head_dim_v,
+               n_kv, kq_scale, softcap, sgemm_kq, sgemm_kqv, scores, q16, lanes, round_qp):
+    """attention_f16kv (round_qp: q and the probabilities rounded to F16) or attention_f32kv."""
     n_gqa = n_head // n_head_kv
     row_k = n_head_kv * head_dim_k
     row_v = n_head_kv * head_dim_v
@@ -467,7 +487,7 @@ def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
             hk = h // n_gqa
             qb = (t * n_head + h) * head_dim_k
             for d in range(head_dim_k):
-                q16[d] = round_f16(q[qb + d])
+                q16[d] = round_f16(q[qb + d]) if round_qp else q[qb + d]
             # kq, soft-capping, soft_max_ext (scale, mask, max)
             mx = np.float32(-np.inf)
             for j in range(n_kv):
@@ -501,7 +521,8 @@ def attention_f16kv(q, k_cache, v_cache, mask, out, n_tokens, n_head, n_head_kv,
                 total += np.float64(e)
             inv = np.float32(1.0 / total)
             for j in range(n_kv):
-                scores[j] = round_f16(np.float32(scores[j] * inv))
+                p = np.float32(scores[j] * inv)
+                scores[j] = round_f16(p) if round_qp else p
             # kqv: one dot per output value over the cells (V read column-wise)
             ob = (t * n_head + h) * head_dim_v
             for d in range(head_dim_v):
