@@ -521,22 +521,40 @@ def _peak_rss_kb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _rss_kb():
+    # VmRSS now and VmHWM so far, to tell at which step the peak was reached
+    out = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    out[line[:5]] = int(line.split()[1])
+    except OSError:
+        pass
+    return out
+
+
+stages = {}
 import numpy as np
 from emel.api import load
 from emel.context import Batch
 t_import = time.time()
+stages["import"] = _rss_kb()
 m = load(cfg["model"], n_ctx=cfg["n_ctx"], n_threads=cfg["threads"], device=cfg["device"])
 t_load = time.time()
+stages["load"] = _rss_kb()
 toks = m.tokenize(cfg["text"])[:cfg["n_prompt"]]
 m.ctx.decode(Batch(token=np.asarray(toks, dtype=np.int32)))
 tok = int(np.argmax(m.ctx.get_logits_ith(-1)))
 t_first = time.time()
+stages["first_token"] = _rss_kb()
 m.ctx.decode(Batch(token=np.asarray([tok], dtype=np.int32)))
 tok2 = int(np.argmax(m.ctx.get_logits_ith(-1)))
 t_second = time.time()
+stages["second_token"] = _rss_kb()
 print(json.dumps({"t_start": t_start, "t_import": t_import, "t_load": t_load, "t_first": t_first,
                   "t_second": t_second, "tokens": [tok, tok2], "n_prompt": len(toks),
-                  "maxrss_kb": _peak_rss_kb()}))
+                  "maxrss_kb": _peak_rss_kb(), "rss_stages_kb": stages}))
 '''
 
 
@@ -560,6 +578,7 @@ def measure_latency(path: Path, label: str, n_ctx: int, threads: int, device: st
            "cold_second_token_s": cold["second_s"], "warm_second_token_s": warm["second_s"],
            "warm_import_s": warm["import_s"], "warm_load_s": warm["load_s"],
            "cold_peak_rss_bytes": cold["rss_bytes"], "peak_rss_bytes": warm["rss_bytes"],
+           "rss_stages_bytes": warm.get("rss_stages_bytes", {}),
            "rss_budget_bytes": budget, "rss_within_budget": warm["rss_bytes"] <= budget,
            "file_bytes": extra["file_bytes"], "kv_bytes_f16": kv_bytes, "n_ctx": n_ctx,
            "tokens_agree_cold_warm": cold["tokens"] == warm["tokens"]}
@@ -587,7 +606,9 @@ def _spawn(cmd: list[str], env_extra: dict[str, str]) -> dict:
     out = {"first_s": r["t_first"] - t_spawn, "rss_bytes": int(r["maxrss_kb"]) * 1024}
     if "t_second" in r:
         out.update(second_s=r["t_second"] - r["t_first"], import_s=r["t_import"] - t_spawn,
-                   load_s=r["t_load"] - r["t_import"], tokens=r["tokens"])
+                   load_s=r["t_load"] - r["t_import"], tokens=r["tokens"],
+                   rss_stages_bytes={k: {f: v * 1024 for f, v in d.items()}
+                                     for k, d in r.get("rss_stages_kb", {}).items()})
     else:
         out["token"] = r["token"]
     return out
@@ -724,6 +745,12 @@ def _latency_line(lat: dict) -> str:
           + ("within" if lat["rss_within_budget"] else "OVER"))
     if "llama_cpp_peak_rss_bytes" in lat:
         s += f" (llama.cpp {lat['llama_cpp_peak_rss_bytes'] / mib:.0f} MiB)"
+    stages = lat.get("rss_stages_bytes") or {}
+    if stages:  # RSS after each step (VmHWM so far in brackets where it is higher)
+        s += "; RSS after " + ", ".join(
+            f"{k.replace('_', ' ')} {d.get('VmRSS', 0) / mib:.0f}"
+            + (f" [{d['VmHWM'] / mib:.0f}]" if d.get("VmHWM", 0) > d.get("VmRSS", 0) else "")
+            for k, d in stages.items()) + " MiB"
     return s
 
 

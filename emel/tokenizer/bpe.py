@@ -14,7 +14,7 @@ from numba import njit
 from ..errors import TokenizerError, UnsupportedError
 from . import pretokenize as pt
 from . import strtab
-from .unicode import byte_encode_tables, cpt_flags, cpts_from_bytes, encode_utf8, tolower_table
+from .unicode import byte_encode_tables, cpt_flags, cpts_from_bytes, encode_utf8, table_size, tolower_table
 from .unicode import utf8_len
 from .vocab import DNA_KMER_MARKER
 
@@ -266,10 +266,10 @@ class BpeTokenizer:
     def _tokenize_whitespace(self, text: bytes, output: list[int]) -> None:
         """llm_tokenizer_whitespace_session: drop whitespace, tokenize each run by itself."""
         cpts = cpts_from_bytes(text)
-        flags = cpt_flags()
         if self.vocab.lowercase:
-            lower = tolower_table()
+            lower = tolower_table(table_size(cpts))
             cpts = np.where(cpts < lower.size, lower[np.minimum(cpts, lower.size - 1)], cpts)
+        flags = cpt_flags(table_size(cpts))  # after lowering: a lowercase codepoint can be larger
         is_ws = (cpts < flags.size) & ((flags[np.minimum(cpts, flags.size - 1)] & 0x100) != 0)
         seg_start = None
         for i in range(cpts.size + 1):

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import TokenizerError
-from .unicode import cpt_flags, tolower_table
+from .unicode import cpt_flags, table_size, tolower_table
 
 _OUT = 0xFFFFFFFF
 _WS = 0x0100
@@ -54,16 +54,17 @@ _UCAT_MAP = {0x02: "\\x30-\\x39", 0x04: "\\x41-\\x5A\\x61-\\x7A",
 
 def regex_split(cpts: np.ndarray, regex_exprs: list[str]) -> np.ndarray:
     """Word lengths (int64, in codepoints) after applying every regex in turn, as llama.cpp does."""
-    flags = cpt_flags()
+    n = table_size(cpts)  # every table lookup below is of a codepoint of cpts
+    flags = cpt_flags(n)
     offsets = np.array([cpts.size], dtype=np.int64)
     collapsed = None
     for expr in regex_exprs:
         kind = _CUSTOM.get(expr, -1)
         if kind >= 0:
             if kind == 4:
-                offsets = _split_kimi_k2(cpts, flags, tolower_table(), offsets)
+                offsets = _split_kimi_k2(cpts, flags, tolower_table(n), offsets)
             else:
-                offsets = _split_custom(cpts, flags, tolower_table(), offsets, kind)
+                offsets = _split_custom(cpts, flags, tolower_table(n), offsets, kind)
             continue
         uses_cat = any(cat in expr for cat in _UCAT)
         if uses_cat:

@@ -8,7 +8,9 @@ its recovery from bad bytes (consume one byte, emit U+FFFD).
 
 from __future__ import annotations
 
+import base64
 import functools
+import zlib
 
 import numpy as np
 from numba import njit
@@ -32,28 +34,63 @@ FLAG_UPPERCASE = 0x0400
 FLAG_NFD = 0x0800
 
 
+def table_values(name: str) -> np.ndarray:
+    """int64 values of the unicode_data table `name` (stored packed: see unicode_data.py)."""
+    packed = zlib.decompress(base64.b64decode(getattr(_ud, name)))
+    return np.frombuffer(packed, dtype="<u4").astype(np.int64)
+
+
+def cpt_flags(n: int = MAX_CODEPOINTS) -> np.ndarray:
+    """uint16[size]: llama.cpp's unicode_cpt_flags_array() for codepoints below size, where size
+    >= min(n, MAX_CODEPOINTS). Kernels treat codepoints >= size as having no flags (llama.cpp's
+    answer past U+10FFFF), so pass n > every codepoint looked up (`table_size(cpts)`): for text
+    below U+0800 the table is 4 KB, where all codepoints take 2.2 MB."""
+    return _cpt_flags(_prefix_size(n))
+
+
+def tolower_table(n: int = MAX_CODEPOINTS) -> np.ndarray:
+    """int32[size]: unicode_tolower for codepoints below size (size as in cpt_flags: the same
+    for the same n, 4.4 MB for all codepoints)."""
+    return _tolower_table(_prefix_size(n))
+
+
+def table_size(cpts: np.ndarray) -> int:
+    """The n for cpt_flags / tolower_table covering every codepoint of cpts."""
+    return int(cpts.max()) + 1 if cpts.size else 0
+
+
+# prefix sizes the tables are built for: ASCII, two-byte UTF-8, the BMP, everything
+_PREFIX_SIZES = (0x80, 0x800, 0x10000, MAX_CODEPOINTS)
+
+
+def _prefix_size(n: int) -> int:
+    for size in _PREFIX_SIZES:
+        if n <= size:
+            return size
+    return MAX_CODEPOINTS
+
+
 @functools.cache
-def cpt_flags() -> np.ndarray:
-    """uint16[MAX_CODEPOINTS]: llama.cpp's unicode_cpt_flags_array()."""
-    rf = np.asarray(_ud.RANGES_FLAGS, dtype=np.int64).reshape(-1, 2)
-    starts, values = rf[:, 0], rf[:, 1]
+def _cpt_flags(size: int) -> np.ndarray:
+    rf = table_values("RANGES_FLAGS").reshape(-1, 2)
+    starts, values = np.minimum(rf[:, 0], size), rf[:, 1]
     flags = np.repeat(values[:-1].astype(np.uint16), np.diff(starts))
-    assert flags.size == MAX_CODEPOINTS
-    flags[np.asarray(_ud.WHITESPACE, dtype=np.int64)] |= FLAG_WHITESPACE
-    lower = np.asarray(_ud.MAP_LOWERCASE, dtype=np.int64).reshape(-1, 2)
-    flags[lower[:, 1]] |= FLAG_LOWERCASE
-    upper = np.asarray(_ud.MAP_UPPERCASE, dtype=np.int64).reshape(-1, 2)
-    flags[upper[:, 1]] |= FLAG_UPPERCASE
-    nfd = np.asarray(_ud.RANGES_NFD, dtype=np.int64).reshape(-1, 3)
-    flags[nfd[:, 2]] |= FLAG_NFD
+    assert flags.size == size
+    ws = table_values("WHITESPACE")
+    flags[ws[ws < size]] |= FLAG_WHITESPACE
+    for name, flag in (("MAP_LOWERCASE", FLAG_LOWERCASE), ("MAP_UPPERCASE", FLAG_UPPERCASE)):
+        cased = table_values(name).reshape(-1, 2)[:, 1]
+        flags[cased[cased < size]] |= flag
+    nfd = table_values("RANGES_NFD").reshape(-1, 3)[:, 2]
+    flags[nfd[nfd < size]] |= FLAG_NFD
     return flags
 
 
 @functools.cache
-def tolower_table() -> np.ndarray:
-    """int32[MAX_CODEPOINTS]: unicode_tolower for every codepoint."""
-    table = np.arange(MAX_CODEPOINTS, dtype=np.int32)
-    lower = np.asarray(_ud.MAP_LOWERCASE, dtype=np.int64).reshape(-1, 2)
+def _tolower_table(size: int) -> np.ndarray:
+    table = np.arange(size, dtype=np.int32)
+    lower = table_values("MAP_LOWERCASE").reshape(-1, 2)
+    lower = lower[lower[:, 0] < size]
     table[lower[:, 0]] = lower[:, 1]
     return table
 
@@ -62,7 +99,7 @@ def tolower_table() -> np.ndarray:
 def nfd_table() -> np.ndarray:
     """int32[MAX_CODEPOINTS]: unicode_cpts_normalize_nfd for every codepoint."""
     table = np.arange(MAX_CODEPOINTS, dtype=np.int32)
-    nfd = np.asarray(_ud.RANGES_NFD, dtype=np.int64).reshape(-1, 3)
+    nfd = table_values("RANGES_NFD").reshape(-1, 3)
     for first, last, target in nfd:
         table[first:last + 1] = target
     return table

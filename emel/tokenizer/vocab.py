@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import TokenizerError, UnsupportedError
-from ..gguf.strings import StringArray
+from ..gguf.strings import PackedBytes, StringArray
 from . import strtab
 
 TOKEN_NULL = -1
@@ -362,7 +362,7 @@ def _load(meta: dict) -> Vocab:
     n = len(tokens)
     scores_raw = _get(meta, "scores")
     if scores_raw is not None:
-        scores = np.asarray(scores_raw).astype(np.float32)
+        scores = np.asarray(scores_raw).astype(np.float32, copy=False)  # shares a float32 metadata array
         if scores.size < n:
             raise TokenizerError(f"index out of array bounds for scores ({scores.size} < {n})")
         scores = scores[:n]
@@ -490,7 +490,11 @@ def _load(meta: dict) -> Vocab:
     special = np.nonzero(attrs & special_mask)[0].tolist()
     if len(special) > 1:
         from .stdmap import sort_by_length_desc
-        special = sort_by_length_desc(special, np.fromiter(map(len, tokens), np.int64, count=n))
+        # lengths from the packed offsets: iterating the texts would make a bytes object per token
+        # (25 MB at once for a 262k vocabulary, the load's peak)
+        lens = (np.diff(tokens.offsets) if isinstance(tokens, PackedBytes)
+                else np.fromiter(map(len, tokens), np.int64, count=n))
+        special = sort_by_length_desc(special, lens)
 
     # per-model token attributes
     model_name = str(meta.get("general.name", "") or "").lower()

@@ -19,13 +19,15 @@ layer maps to its EmelError subclasses, since `kernels` never imports `emel`):
 njit-callable entry points (no checks: the caller guarantees n is a whole number of blocks and
 that data[byte_offset:byte_offset + nbytes] and out[out_offset:out_offset + n] are in bounds):
     dequantize_row(data, byte_offset, n, out, out_offset, ggml_type)   any type above, e.g. the
-        token_embd row of a get_rows: byte_offset = row * row_nbytes, n = n_embd
+        token_embd row of a get_rows: byte_offset = row * row_nbytes, n = n_embd. Callable from
+        Python too (it runs the type's kernel only). In compiled code a constant ggml_type
+        compiles to that type's kernel alone, a run-time one to a branch over every type.
     dequantize_rows(data, row_nbytes, n_cols, rows, out, ggml_type)    ggml get_rows: row rows[r] into
         out[r * n_cols:]; returns 0, -1 for an unknown type, -2 if a row is past the end of data
     dequantize_row_<type>(data, byte_offset, n, out, out_offset)       one type, smaller to compile:
         dequantize_row_{f32,f16,bf16,q4_0,q4_1,q5_0,q5_1,q8_0,q2_k,q3_k,q4_k,q5_k,q6_k,q8_k,
         iq2_xxs,iq2_xs,iq2_s,iq3_xxs,iq3_s,iq1_s,iq1_m,iq4_nl,iq4_xs,tq1_0,tq2_0,mxfp4,nvfp4}
-    quantize_row(x, x_offset, n, out, byte_offset, ggml_type) and
+    quantize_row(x, x_offset, n, out, byte_offset, ggml_type) (constant ggml_type: as above) and
     quantize_row_{f32,f16,bf16,q4_0,q4_1,q5_0,q5_1,q8_0,q8_k}(x, x_offset, n, out, byte_offset)
     (these are the *_ref functions; the matmul's activation quantization follows ggml-cpu's x86
     from_float instead, which rounds differently: kernels/cpu/q8.py)
@@ -35,8 +37,12 @@ Deviation: NaN inputs to quantize give unspecified (but in-range) codes, and f32
 0x7e00 instead of keeping its payload.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, types
+from numba.extending import overload
 
 from kernels.cpu.quants_base import (
     GGML_TYPE_BF16, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_IQ1_M, GGML_TYPE_IQ1_S,
@@ -106,7 +112,8 @@ def dequantize(data: np.ndarray, ggml_type: int, n_elements: int, out: np.ndarra
         if out.size != n_elements:
             raise ValueError(f"dequantize: out holds {out.size} values, expected {n_elements}")
     if n_elements:
-        _dequantize_chunks(_readonly_1d(data), n_elements, out.reshape(-1), ggml_type)
+        _run_chunks(_DEQUANTIZE_ROW[ggml_type], ggml_type, _readonly_1d(data), out.reshape(-1),
+                    n_elements, quantize=False)
     return out
 
 
@@ -139,9 +146,9 @@ def get_rows(data: np.ndarray, ggml_type: int, n_cols: int, rows: np.ndarray,
         if out.size != n_out:
             raise ValueError(f"get_rows: out holds {out.size} values, expected {n_out}")
     if n_out:
-        status = dequantize_rows(_readonly_1d(data), row_bytes, n_cols, _readonly_1d(rows.astype(np.int64)),
-                                 out.reshape(-1), ggml_type)
-        assert status == 0, status  # the checks above rule out both failure codes
+        # the rows' blocks gathered in order are the blocks of the output: one run of the type's kernel
+        sel = data.reshape(-1)[:n_rows * row_bytes].reshape(n_rows, row_bytes)[rows.astype(np.int64)]
+        _DEQUANTIZE_ROW[ggml_type](_readonly_1d(sel), 0, n_out, out.reshape(-1), 0)
     return out
 
 
@@ -162,14 +169,113 @@ def quantize(x: np.ndarray, ggml_type: int, out: np.ndarray | None = None) -> np
         if out.size != nbytes:
             raise ValueError(f"quantize {type_name(ggml_type)}: out holds {out.size} bytes, expected {nbytes}")
     if n_elements:
-        _quantize_chunks(_readonly_1d(x), n_elements, out.reshape(-1), ggml_type)
+        _run_chunks(_QUANTIZE_ROW[ggml_type], ggml_type, _readonly_1d(x), out.reshape(-1), n_elements,
+                    quantize=True)
     return out
 
 
-@njit(cache=True, nogil=True)
+_DEQUANTIZE_ROW = {
+    GGML_TYPE_F32: dequantize_row_f32, GGML_TYPE_F16: dequantize_row_f16,
+    GGML_TYPE_BF16: dequantize_row_bf16, GGML_TYPE_Q4_0: dequantize_row_q4_0,
+    GGML_TYPE_Q4_1: dequantize_row_q4_1, GGML_TYPE_Q5_0: dequantize_row_q5_0,
+    GGML_TYPE_Q5_1: dequantize_row_q5_1, GGML_TYPE_Q8_0: dequantize_row_q8_0,
+    GGML_TYPE_Q2_K: dequantize_row_q2_k, GGML_TYPE_Q3_K: dequantize_row_q3_k,
+    GGML_TYPE_Q4_K: dequantize_row_q4_k, GGML_TYPE_Q5_K: dequantize_row_q5_k,
+    GGML_TYPE_Q6_K: dequantize_row_q6_k, GGML_TYPE_Q8_K: dequantize_row_q8_k,
+    GGML_TYPE_IQ2_XXS: dequantize_row_iq2_xxs, GGML_TYPE_IQ2_XS: dequantize_row_iq2_xs,
+    GGML_TYPE_IQ2_S: dequantize_row_iq2_s, GGML_TYPE_IQ3_XXS: dequantize_row_iq3_xxs,
+    GGML_TYPE_IQ3_S: dequantize_row_iq3_s, GGML_TYPE_IQ1_S: dequantize_row_iq1_s,
+    GGML_TYPE_IQ1_M: dequantize_row_iq1_m, GGML_TYPE_IQ4_NL: dequantize_row_iq4_nl,
+    GGML_TYPE_IQ4_XS: dequantize_row_iq4_xs, GGML_TYPE_TQ1_0: dequantize_row_tq1_0,
+    GGML_TYPE_TQ2_0: dequantize_row_tq2_0, GGML_TYPE_MXFP4: dequantize_row_mxfp4,
+    GGML_TYPE_NVFP4: dequantize_row_nvfp4,
+}
+_QUANTIZE_ROW = {
+    GGML_TYPE_F32: quantize_row_f32, GGML_TYPE_F16: quantize_row_f16,
+    GGML_TYPE_BF16: quantize_row_bf16, GGML_TYPE_Q4_0: quantize_row_q4_0,
+    GGML_TYPE_Q4_1: quantize_row_q4_1, GGML_TYPE_Q5_0: quantize_row_q5_0,
+    GGML_TYPE_Q5_1: quantize_row_q5_1, GGML_TYPE_Q8_0: quantize_row_q8_0,
+    GGML_TYPE_Q8_K: quantize_row_q8_k,
+}
+assert set(_DEQUANTIZE_ROW) == DEQUANTIZE_TYPES and set(_QUANTIZE_ROW) == QUANTIZE_TYPES
+
+
+# dequantize_row / quantize_row are Python functions with a Numba overload rather than one @njit
+# function branching on ggml_type: a compiled function holding every type's kernel costs ~5 MiB
+# of resident code when it loads, one type's kernel ~0.4 MiB. From Python they call the type's
+# kernel; in compiled code a constant ggml_type (a literal or a closure constant) compiles to the
+# type's kernel alone and a run-time one to the branch over all types.
 def dequantize_row(data, byte_offset, n, out, out_offset, ggml_type):
     """Dequantize n values of ggml_type at data[byte_offset:] into out[out_offset:]; returns 0, or
     -1 for a type without a kernel (nothing written). data: uint8[], out: float32[]."""
+    kernel = _DEQUANTIZE_ROW.get(int(ggml_type))
+    if kernel is None:
+        return -1
+    kernel(data, byte_offset, n, out, out_offset)
+    return 0
+
+
+def quantize_row(x, x_offset, n, out, byte_offset, ggml_type):
+    """Quantize n float32 values x[x_offset:] to ggml_type blocks at out[byte_offset:]; returns 0,
+    or -1 for a type without a kernel (nothing written). x: float32[], out: uint8[]."""
+    kernel = _QUANTIZE_ROW.get(int(ggml_type))
+    if kernel is None:
+        return -1
+    kernel(x, x_offset, n, out, byte_offset)
+    return 0
+
+
+@overload(dequantize_row, prefer_literal=True)
+def _dequantize_row_overload(data, byte_offset, n, out, out_offset, ggml_type):
+    if not isinstance(ggml_type, types.IntegerLiteral):
+        def run_any(data, byte_offset, n, out, out_offset, ggml_type):
+            return _dequantize_row_any(data, byte_offset, n, out, out_offset, ggml_type)
+        return run_any
+    kernel = _DEQUANTIZE_ROW.get(ggml_type.literal_value)
+    if kernel is None:
+        return lambda data, byte_offset, n, out, out_offset, ggml_type: -1
+
+    def run_one(data, byte_offset, n, out, out_offset, ggml_type):
+        kernel(data, byte_offset, n, out, out_offset)
+        return 0
+    return run_one
+
+
+@overload(quantize_row, prefer_literal=True)
+def _quantize_row_overload(x, x_offset, n, out, byte_offset, ggml_type):
+    if not isinstance(ggml_type, types.IntegerLiteral):
+        def run_any(x, x_offset, n, out, byte_offset, ggml_type):
+            return _quantize_row_any(x, x_offset, n, out, byte_offset, ggml_type)
+        return run_any
+    kernel = _QUANTIZE_ROW.get(ggml_type.literal_value)
+    if kernel is None:
+        return lambda x, x_offset, n, out, byte_offset, ggml_type: -1
+
+    def run_one(x, x_offset, n, out, byte_offset, ggml_type):
+        kernel(x, x_offset, n, out, byte_offset)
+        return 0
+    return run_one
+
+
+@njit(cache=True, nogil=True)
+def dequantize_rows(data, row_nbytes, n_cols, rows, out, ggml_type):
+    """ggml get_rows: dequantize row rows[r] (n_cols values, row_nbytes bytes each) of the tensor
+    in data into out[r * n_cols:(r + 1) * n_cols]. data: uint8[], rows: int64[], out: float32[].
+    Returns 0; -1 for a type without a kernel, -2 for a row past the end of data (nothing
+    written in either case)."""
+    n_rows = data.size // row_nbytes
+    for r in range(rows.size):
+        if rows[r] < 0 or rows[r] >= n_rows:
+            return -2
+    for r in range(rows.size):
+        if dequantize_row(data, rows[r] * row_nbytes, n_cols, out, r * n_cols, ggml_type) != 0:
+            return -1
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _dequantize_row_any(data, byte_offset, n, out, out_offset, ggml_type):
+    """dequantize_row for a ggml_type known only at run time."""
     if ggml_type == GGML_TYPE_Q4_0:
         dequantize_row_q4_0(data, byte_offset, n, out, out_offset)
     elif ggml_type == GGML_TYPE_Q4_1:
@@ -230,25 +336,8 @@ def dequantize_row(data, byte_offset, n, out, out_offset, ggml_type):
 
 
 @njit(cache=True, nogil=True)
-def dequantize_rows(data, row_nbytes, n_cols, rows, out, ggml_type):
-    """ggml get_rows: dequantize row rows[r] (n_cols values, row_nbytes bytes each) of the tensor
-    in data into out[r * n_cols:(r + 1) * n_cols]. data: uint8[], rows: int64[], out: float32[].
-    Returns 0; -1 for a type without a kernel, -2 for a row past the end of data (nothing
-    written in either case)."""
-    n_rows = data.size // row_nbytes
-    for r in range(rows.size):
-        if rows[r] < 0 or rows[r] >= n_rows:
-            return -2
-    for r in range(rows.size):
-        if dequantize_row(data, rows[r] * row_nbytes, n_cols, out, r * n_cols, ggml_type) != 0:
-            return -1
-    return 0
-
-
-@njit(cache=True, nogil=True)
-def quantize_row(x, x_offset, n, out, byte_offset, ggml_type):
-    """Quantize n float32 values x[x_offset:] to ggml_type blocks at out[byte_offset:]; returns 0,
-    or -1 for a type without a kernel (nothing written). x: float32[], out: uint8[]."""
+def _quantize_row_any(x, x_offset, n, out, byte_offset, ggml_type):
+    """quantize_row for a ggml_type known only at run time."""
     if ggml_type == GGML_TYPE_Q8_0:
         quantize_row_q8_0(x, x_offset, n, out, byte_offset)
     elif ggml_type == GGML_TYPE_Q8_K:
@@ -272,36 +361,28 @@ def quantize_row(x, x_offset, n, out, byte_offset, ggml_type):
     return 0
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _dequantize_chunks(data, n, out, ggml_type):
-    """dequantize_row over _CHUNK-value pieces in parallel; data, out already checked."""
-    block_size, type_size = _block_traits(ggml_type)
-    n_chunks = (n + _CHUNK - 1) // _CHUNK
-    for c in prange(n_chunks):
-        start = c * _CHUNK
-        count = min(_CHUNK, n - start)
-        dequantize_row(data, start // block_size * type_size, count, out, start, ggml_type)
+def _run_chunks(kernel, ggml_type: int, src: np.ndarray, dst: np.ndarray, n: int,
+                quantize: bool) -> None:
+    """Run a row kernel over n values (src, dst checked), split over numba.get_num_threads()
+    Python threads for large tensors (the kernels release the GIL). Blocks are independent, so
+    the split does not change a bit."""
+    _, block_size, type_size = TYPE_TRAITS[ggml_type]
 
+    def run(start: int, count: int) -> None:
+        if quantize:
+            kernel(src, start, count, dst, start // block_size * type_size)
+        else:
+            kernel(src, start // block_size * type_size, count, dst, start)
 
-@njit(cache=True, nogil=True, parallel=True)
-def _quantize_chunks(x, n, out, ggml_type):
-    """quantize_row over _CHUNK-value pieces in parallel; x, out already checked."""
-    block_size, type_size = _block_traits(ggml_type)
-    n_chunks = (n + _CHUNK - 1) // _CHUNK
-    for c in prange(n_chunks):
-        start = c * _CHUNK
-        count = min(_CHUNK, n - start)
-        quantize_row(x, start, count, out, start // block_size * type_size, ggml_type)
-
-
-_TRAITS_TABLE = np.zeros((64, 2), dtype=np.int64)
-for _t, (_name, _bs, _ts) in TYPE_TRAITS.items():
-    _TRAITS_TABLE[_t] = (_bs, _ts)
-
-
-@njit(cache=True, nogil=True)
-def _block_traits(ggml_type):
-    return _TRAITS_TABLE[ggml_type, 0], _TRAITS_TABLE[ggml_type, 1]
+    n_chunks = -(-n // _CHUNK)
+    n_threads = min(n_chunks, numba.get_num_threads()) if n_chunks > 1 else 1
+    if n_threads == 1:
+        run(0, n)
+        return
+    per = -(-n_chunks // n_threads) * _CHUNK  # whole chunks, hence whole blocks, per thread
+    with ThreadPoolExecutor(n_threads) as pool:
+        for f in [pool.submit(run, a, min(per, n - a)) for a in range(0, n, per)]:
+            f.result()
 
 
 def _readonly_1d(a: np.ndarray) -> np.ndarray:
