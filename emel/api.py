@@ -12,16 +12,18 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from . import catalog
-from .chat import ChatTemplate
 from .errors import BatchError, KVCacheFullError, ModelError, SamplerError, UnsupportedError
 from .generator import GenerationParams, Generator
 from .sampling import LLAMA_DEFAULT_SEED, SamplerChain, SamplerParams, build_chain
 from .telemetry import Telemetry
+
+if TYPE_CHECKING:  # jinja2 (emel.chat) loads on the first chat call, not with every model
+    from .chat import ChatTemplate
 
 _SAMPLING_KEYS = {f for f in SamplerParams.__dataclass_fields__}
 # llama-cpp-python's argument names for llama.cpp's sampling fields
@@ -206,6 +208,7 @@ class Model:
     @property
     def chat_template(self) -> ChatTemplate:
         if self._template is None:
+            from .chat import ChatTemplate
             tok = self.tokenizer
             piece = lambda t: (tok.token_to_piece(t, special=True).decode("utf-8", "replace")
                                if t is not None and t >= 0 else "")
