@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -639,7 +640,11 @@ def machine_info() -> dict[str, Any]:
     n_cpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "commit": commit, "nproc": n_cpu, "cpu": cpu, "python": platform.python_version(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+            # Numba imports SciPy's BLAS bindings when SciPy is installed (~29 MiB of peak RSS
+            # that `pip install emel` alone does not bring)
+            "scipy_installed": importlib.util.find_spec("scipy") is not None,
+            "python_prefix": sys.prefix}
 
 
 def _loadavg() -> list[float]:
@@ -796,7 +801,8 @@ def render_plans(data: dict) -> str:
            "SmolLM2-135M pp512 221 tok/s, tg128 77 tok/s; Gemma-3-270M pp512 375, tg128 38.", "",
            f"Last run: {mc.get('date')}, commit {mc.get('commit')}, {mc.get('nproc')} cores "
            f"({mc.get('cpu')}), load average {mc.get('loadavg_start')} at start, "
-           f"{mc.get('loadavg_end')} at end.", "",
+           f"{mc.get('loadavg_end')} at end; SciPy installed: {mc.get('scipy_installed')} "
+           f"(python {mc.get('python_prefix')}).", "",
            "## Throughput (like llama-bench: ppN prefill, tgN decode)", "",
            "| model | test | threads | emel tok/s (min - max) | llama.cpp tok/s (min - max) | "
            "emel / llama.cpp | llama.cpp flash-attn auto tok/s | emel / that | Numba layer | "
