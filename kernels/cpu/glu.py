@@ -21,17 +21,15 @@ Intrinsics inline into their callers: bump GLU_VERSION when the IR changes.
 
 from __future__ import annotations
 
-import math
-
 import llvmlite.ir as ir
-import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
 from kernels.cpu.attention_simd import _v_expf
-from kernels.cpu.ops import f32_to_f16_bits
+from kernels.cpu.ops import geglu_f32 as _geglu_scalar
+from kernels.cpu.ops import swiglu_f32 as _swiglu_scalar
 
-GLU_VERSION = 2
+GLU_VERSION = 3
 
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
@@ -77,14 +75,8 @@ def geglu_f32(x, g, out, n, gelu_table):
     n16 = n - n % 16
     for i in range(0, n16, 16):
         _geglu16(x, g, out, i, gelu_table)
-    for i in range(n16, n):
-        v = x[i]
-        if v <= np.float32(-10.0):
-            out[i] = np.float32(0.0)
-        elif v >= np.float32(10.0):
-            out[i] = v * g[i]
-        else:
-            out[i] = gelu_table[f32_to_f16_bits(v)] * g[i]
+    if n16 < n:
+        _geglu_scalar(x[n16:n], g[n16:n], out[n16:n], n - n16, gelu_table)
 
 
 @intrinsic
@@ -119,6 +111,6 @@ def swiglu_f32(x, g, out, n_rows, n_cols, x_stride, g_stride):
         ob = r * n_cols
         for c in range(0, n16, 16):
             _swiglu16(x, xb + c, g, gb + c, out, ob + c)
-        for c in range(n16, n_cols):
-            v = x[xb + c]
-            out[ob + c] = np.float32(v / (np.float32(1.0) + np.float32(math.exp(-v)))) * g[gb + c]
+        if n16 < n_cols:  # the tail as ops.swiglu_f32 does it (expf, fewer than 16 values)
+            _swiglu_scalar(x[xb + n16:], g[gb + n16:], out[ob + n16:ob + n_cols], 1, n_cols - n16,
+                           0, 0)
