@@ -19,6 +19,7 @@ from kernels.cpu import glu
 from kernels.cpu import matmul as _km
 from kernels.cpu import ops
 from kernels.cpu import rows
+from kernels.cpu import step as _step
 from kernels.cpu import quants as _kq
 
 from ..errors import AllocationError, BatchError, ModelError, UnsupportedError
@@ -273,8 +274,9 @@ def rms_norm(x: np.ndarray, w: np.ndarray | None, eps: float, out: np.ndarray | 
     if out is None:
         out = np.empty_like(x)
     has_w = w is not None
-    norm = rows.rms_norm_rows_f32 if n_rows >= PARALLEL_MIN_ROWS else ops.rms_norm_f32
-    norm(x.reshape(-1), w if has_w else _EMPTY_F32, out.reshape(-1), n_rows, n_cols,
+    # the row-parallel kernel for any row count (one chunk for one row): a second, serial kernel
+    # would cost its own loaded code (~1 MiB each, plans/perf.md 7.3) for a few microseconds
+    rows.rms_norm_rows_f32(x.reshape(-1), w if has_w else _EMPTY_F32, out.reshape(-1), n_rows, n_cols,
          np.float32(eps), has_w)
     return out
 
@@ -303,7 +305,7 @@ def gelu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     """ggml_geglu_split: gelu_tanh(gate) * up with ggml's F16 GELU table."""
     out = np.empty_like(gate)
     n_rows = gate.shape[0] if gate.ndim == 2 else 1
-    if n_rows >= PARALLEL_MIN_ROWS and gate.ndim == 2 and up.shape == gate.shape:
+    if gate.ndim == 2 and up.shape == gate.shape:  # any row count: see rms_norm
         rows.geglu_rows_f32(np.ascontiguousarray(gate).reshape(-1), np.ascontiguousarray(up).reshape(-1),
                             out.reshape(-1), n_rows, gate.shape[1], GELU_TABLE)
     else:
@@ -318,8 +320,7 @@ def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     gate = np.ascontiguousarray(gate, dtype=np.float32)
     up = np.ascontiguousarray(up, dtype=np.float32)
     out = np.empty((n_rows, n_cols), dtype=np.float32)
-    fn = rows.swiglu_rows_f32 if n_rows >= PARALLEL_MIN_ROWS else glu.swiglu_f32
-    fn(gate.reshape(-1), up.reshape(-1), out.reshape(-1), n_rows, n_cols, n_cols, n_cols)
+    rows.swiglu_rows_f32(gate.reshape(-1), up.reshape(-1), out.reshape(-1), n_rows, n_cols, n_cols, n_cols)
     return out
 
 
@@ -400,8 +401,9 @@ def output_row(x: np.ndarray, output_norm: np.ndarray, eps: float, output: Linea
         return embd, output(embd)
     xq = kv.buffer("out_xq", _km.act_nbytes(t, 1, n_embd), np.uint8)
     logits = kv.buffer("logits", output.n_rows, np.float32)
-    _km.quantize_act(embd.reshape(-1), t, 1, n_embd, xq)
-    _km.matmul_q(output.data, t, output.n_rows, n_embd, xq, 1, logits)
+    rows.quantize_act_rows(embd.reshape(-1), t, 1, n_embd, xq, _km.act_nbytes(t, 1, n_embd))
+    _step.matmul_q3(output.data, t, output.n_rows, logits, output.data, t, 0, logits,
+                    output.data, t, 0, logits, n_embd, xq, 1)  # = matmul_q (see Linear.__call__)
     return embd, logits.reshape(1, -1)
 
 

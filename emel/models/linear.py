@@ -25,7 +25,6 @@ from ..gguf import GGMLType, block_size, row_nbytes
 
 # ggml_tiled_min_batch: the tiled path serves src1 with >= 8 rows (ggml-cpu/tiled/tiled.cpp)
 _TILED_MIN_ROWS = 8
-_PARALLEL_MIN_ROWS = 4  # activations of this many tokens are quantized over all threads
 _F16 = _ops.f16_table()
 
 
@@ -77,7 +76,9 @@ class Linear:
             n = x.shape[0]
             xq = np.empty(_km.act_nbytes(t, n, self.n_cols), dtype=np.uint8)
             _quantize_act(x, t, n, self.n_cols, xq)
-            _km.matmul_q(self.data, t, self.n_rows, self.n_cols, xq, n, out.reshape(-1))
+            o = out.reshape(-1)  # matmul_q3 with one weight: matmul_q's numbers, and one kernel
+            _step.matmul_q3(self.data, t, self.n_rows, o, self.data, t, 0, o, self.data, t, 0, o,
+                            self.n_cols, xq, n)  # (not two: each loaded kernel costs ~6 MiB)
             return out
         try:
             return _km.matmul(self.data, int(self.ggml_type), self.n_rows, self.n_cols, x, out)
@@ -117,11 +118,9 @@ class Linear:
 
 
 def _quantize_act(x: np.ndarray, t: int, n: int, n_cols: int, xq: np.ndarray) -> None:
-    """matmul.quantize_act, its tokens over all threads for a multi-token ubatch (same bits)."""
-    if n >= _PARALLEL_MIN_ROWS:
-        _rows.quantize_act_rows(x.reshape(-1), t, n, n_cols, xq, _km.act_nbytes(t, 1, n_cols))
-    else:
-        _km.quantize_act(x.reshape(-1), t, n, n_cols, xq)
+    """matmul.quantize_act with the tokens over all threads (same bits); also for one token, so
+    that only one quantizer kernel is loaded (see emel.models.common.rms_norm)."""
+    _rows.quantize_act_rows(x.reshape(-1), t, n, n_cols, xq, _km.act_nbytes(t, 1, n_cols))
 
 
 def _groupable(ws, n_tokens: int) -> bool:
