@@ -81,7 +81,7 @@ from kernels.cpu.vec_dot_rows import (
 # simd_wide.WIDE_VERSION or simd_kquant.KQUANT_VERSION, which forces an edit here; after editing
 # the others, clear kernels/cpu/__pycache__ (CI starts clean). kernels.cpu.step caches callers of
 # this module too.
-_SIMD_VERSION = 14
+_SIMD_VERSION = 15
 _WIDE_VERSION = 3
 assert simd.SIMD_VERSION == _SIMD_VERSION, "kernels.cpu.simd changed: update _SIMD_VERSION"
 assert simd_wide.WIDE_VERSION == _WIDE_VERSION, "kernels.cpu.simd_wide changed: update _WIDE_VERSION"

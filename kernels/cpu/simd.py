@@ -41,7 +41,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-SIMD_VERSION = 14
+SIMD_VERSION = 15
 
 _FEATURES = _llvm_binding.get_host_cpu_features()
 HAS_AVX2 = all(_FEATURES.get(f, False) for f in ("avx2", "fma", "f16c"))
@@ -511,30 +511,11 @@ def _dec_q6_k(ops, w, bo):
     return _f16_at(b, w, _add(b, bo, 208)), sc16, quants, scales
 
 
-def _app_q6_k(ops, dec, x, xo, st):
+def _q6_k_lanes(ops, dec, x, xo):
+    """The 8 exact int32 lanes of a Q6_K x Q8_K super-block (ggml_vec_dot_q6_K_q8_K's sumi minus
+    the 32 * bsums correction): integers, so any summation order gives the same lanes."""
     b = ops.b
-    dw, sc16, quants, scales = dec
-    d = b.fmul(_load(b, x, xo, _f32), dw)
-    bs = _load(b, x, _add(b, xo, 260), _V(_i16, 16))
-    sub = b.shl(b.call(ops.maddwd, [bs, sc16]), _C(_V(_i32, 8), 5))
-    sumi = _C(_V(_i32, 8), 0)
-    for j in range(2):
-        p = []
-        for k in range(4):
-            q8 = _load(b, x, _add(b, xo, 4 + 128 * j + 32 * k), _V(_i8, 32))
-            p.append(b.call(ops.maddwd, [scales[4 * j + k], b.call(ops.maddubs, [quants[4 * j + k], q8])]))
-        sumi = b.add(sumi, b.add(p[0], p[1]))
-        sumi = b.add(sumi, b.add(p[2], p[3]))
-    ops.fma_acc(st["acc"], d, b.sub(sumi, sub))
-
-
-def _app_q6_k_tiled(ops, dec, x, xo, st):
-    """Q6_K x Q8_K with the float steps of llama.cpp's tiled kernel (ggml-cpu/tiled, default for
-    prompts of >= 8 tokens): the exact integer sum isum of the super-block (lanes as
-    ggml_vec_dot_q6_K_q8_K, then summed: integers, any order), res = d_w * float(isum),
-    sum = fma(res, d_x, sum)."""
-    b = ops.b
-    dw, sc16, quants, scales = dec
+    _, sc16, quants, scales = dec
     bs = _load(b, x, _add(b, xo, 260), _V(_i16, 16))
     sub = b.shl(b.call(ops.maddwd, [bs, sc16]), _C(_V(_i32, 8), 5))
     sumi = _C(_V(_i32, 8), 0)
@@ -544,8 +525,23 @@ def _app_q6_k_tiled(ops, dec, x, xo, st):
             q8 = _load(b, x, _add(b, xo, 4 + 128 * j + 32 * k), _V(_i8, 32))
             p.append(b.call(ops.maddwd, [scales[4 * j + k], b.call(ops.maddubs, [quants[4 * j + k], q8])]))
         sumi = b.add(sumi, b.add(b.add(p[0], p[1]), b.add(p[2], p[3])))
-    isum = _hsum_i32(b, b.sub(sumi, sub), 8)
-    res = b.fmul(b.sitofp(isum, _f32), dw)
+    return b.sub(sumi, sub)
+
+
+def _app_q6_k(ops, dec, x, xo, st):
+    b = ops.b
+    d = b.fmul(_load(b, x, xo, _f32), dec[0])
+    ops.fma_acc(st["acc"], d, _q6_k_lanes(ops, dec, x, xo))
+
+
+def _app_q6_k_tiled(ops, dec, x, xo, st):
+    """Q6_K x Q8_K with the float steps of llama.cpp's tiled kernel (ggml-cpu/tiled, default for
+    prompts of >= 8 tokens): the exact integer sum isum of the super-block (lanes as
+    ggml_vec_dot_q6_K_q8_K, then summed: integers, any order), res = d_w * float(isum),
+    sum = fma(res, d_x, sum)."""
+    b = ops.b
+    isum = _hsum_i32(b, _q6_k_lanes(ops, dec, x, xo), 8)
+    res = b.fmul(b.sitofp(isum, _f32), dec[0])
     b.store(b.call(ops.fma1, [res, _load(b, x, xo, _f32), b.load(st["sum"])]), st["sum"])
 
 
