@@ -29,8 +29,11 @@ ops so that they run on every CPU.
 import numpy as np
 from numba import njit
 
-from kernels.cpu.q8_simd import q8_32, q8_k_max, q8_k_quants
+from kernels.cpu.q8_simd import Q8_SIMD_VERSION, q8_32, q8_k_max, q8_k_quants
 from kernels.cpu.simd import f32_from_bits, f32_to_bits
+
+# the vector IR inlines into this module's cached kernels: a q8_simd edit must edit this line
+assert Q8_SIMD_VERSION == 1, "kernels.cpu.q8_simd changed: update this check"
 
 QK8_0 = 32
 QK_K = 256

@@ -11,9 +11,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu.glu import geglu_f32, swiglu_f32
+from kernels.cpu.glu import GLU_VERSION, geglu_f32, swiglu_f32
 from kernels.cpu.matmul import quantize_act
 from kernels.cpu.ops import rms_norm_f32, rope_f32
+
+# glu's vector IR inlines into these cached kernels: a glu edit must edit this line
+assert GLU_VERSION == 3, "kernels.cpu.glu changed: update this check"
 
 _MAX_CHUNKS = 16  # chunks per call: enough to balance 2-16 threads, few launches of scratch
 
