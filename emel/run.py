@@ -4,7 +4,8 @@ Follows llama.cpp's tools/completion (llama-cli) options where emel has them: -m
 --top-k, --top-p, --min-p, --repeat-penalty, --seed, -t, -c, and its closing perf print, here one
 line on stderr (load ms, prompt tokens and tok/s, generated tokens and tok/s). `--chat` renders
 the prompt as one user turn with the model's chat template. The default model (smollm2-135m) is
-fetched on first use with a progress bar.
+fetched on first use with a progress bar. When Numba's cache is cold the kernels compile first;
+that is said on stderr before it starts and counted after it (emel/jit_notice.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Sequence
 
 from . import catalog
 from .errors import EmelError, KVCacheFullError
+from .jit_notice import CompileNotice, announce_compiles
 from .telemetry import Telemetry, jsonl_sink
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -47,6 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if prompt is None:
         prompt = ""
     tel = Telemetry(sink=jsonl_sink(args.perf_json) if args.perf_json else None)
+    with announce_compiles(sys.stderr.write) as notice:
+        return _run(args, prompt, tel, notice)
+
+
+def _run(args: argparse.Namespace, prompt: str, tel: Telemetry, notice: CompileNotice) -> int:
     try:
         from .api import load
         model = load(args.model, n_ctx=args.ctx_size, n_threads=args.threads, progress=_bar,
@@ -80,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    if notice.count:  # before the perf line, which stays last (as llama.cpp's)
+        print(notice.summary(), file=sys.stderr)
     print(tel.summary(), file=sys.stderr)
     tel.emit("run", model=str(args.model), prompt_chars=len(prompt))
     return 0
